@@ -1,0 +1,141 @@
+"""attnlib: attention and transformers built step by step in readable PyTorch.
+
+The package behind the book *attnlib and its book*. Every module matches a chapter:
+
+* :mod:`attnlib.rnn` -- RNN, LSTM and GRU written from their equations (chapter 01)
+* :mod:`attnlib.data` -- the running translation task (chapters 02, 03, 08)
+* :mod:`attnlib.seq2seq` -- GRU encoder-decoders with and without attention (chapters 02, 03)
+* :mod:`attnlib.decoding` -- the seq2seq model protocol and greedy decoding
+* :mod:`attnlib.functional` -- scaled dot-product attention and masks (chapter 04)
+* :mod:`attnlib.attention` -- multi-head attention (chapters 05 and 06)
+* :mod:`attnlib.positional` -- positional encodings (chapter 07)
+* :mod:`attnlib.shapes` -- a shape tracer for any module (chapter 06)
+* :mod:`attnlib.transformer` -- the encoder-decoder transformer (chapter 08)
+* :mod:`attnlib.train` -- the training loop every chapter uses
+* :mod:`attnlib.viz` -- attention heatmaps
+* :mod:`attnlib.utils` -- device, seeding, showing source code
+
+Conventions: tensors are batch-first; a boolean ``attn_mask`` is ``True`` where a
+query *may attend* (as in :func:`torch.nn.functional.scaled_dot_product_attention`);
+``key_padding_mask`` is ``True`` at padding keys (as in PyTorch).
+"""
+
+from . import attention, data, decoding, functional, positional, rnn, seq2seq, shapes, train, transformer, utils, viz
+from .attention import MultiHeadAttention
+from .data import NumberTranslation, Seq2SeqBatch, Vocab
+from .decoding import Seq2SeqModel, greedy_decode, translate
+from .functional import (
+    attention_weights,
+    causal_mask,
+    padding_mask,
+    safe_softmax,
+    scaled_dot_product_attention,
+)
+from .positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    RotarySelfAttention,
+    SinusoidalPositionalEncoding,
+    alibi_bias,
+    alibi_slopes,
+    sinusoidal_encoding,
+)
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .seq2seq import (
+    AdditiveAttention,
+    AttentionDecoder,
+    DotProductAttention,
+    GRUEncoder,
+    MeanPooling,
+    PlainDecoder,
+    Seq2Seq,
+    gru_seq2seq,
+)
+from .shapes import ShapeTrace, ShapeTracer, trace_shapes
+from .transformer import (
+    AttentionMaps,
+    Decoder,
+    DecoderLayer,
+    Encoder,
+    EncoderLayer,
+    FeedForward,
+    Transformer,
+    TransformerConfig,
+)
+from .utils import get_device, measure_time, seed_everything, show_source
+from .viz import plot_attention, plot_attention_heads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # modules
+    "attention",
+    "data",
+    "decoding",
+    "functional",
+    "positional",
+    "rnn",
+    "seq2seq",
+    "shapes",
+    "train",
+    "transformer",
+    "utils",
+    "viz",
+    # recurrent networks
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    # sequence to sequence (chapters 02 and 03)
+    "NumberTranslation",
+    "Seq2SeqBatch",
+    "Vocab",
+    "Seq2SeqModel",
+    "greedy_decode",
+    "translate",
+    "GRUEncoder",
+    "PlainDecoder",
+    "AdditiveAttention",
+    "DotProductAttention",
+    "MeanPooling",
+    "AttentionDecoder",
+    "Seq2Seq",
+    "gru_seq2seq",
+    # attention
+    "scaled_dot_product_attention",
+    "attention_weights",
+    "safe_softmax",
+    "causal_mask",
+    "padding_mask",
+    "MultiHeadAttention",
+    # positions
+    "sinusoidal_encoding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "RotarySelfAttention",
+    "alibi_slopes",
+    "alibi_bias",
+    # the transformer
+    "TransformerConfig",
+    "FeedForward",
+    "EncoderLayer",
+    "DecoderLayer",
+    "Encoder",
+    "Decoder",
+    "AttentionMaps",
+    "Transformer",
+    # helpers
+    "ShapeTrace",
+    "ShapeTracer",
+    "trace_shapes",
+    "get_device",
+    "seed_everything",
+    "measure_time",
+    "show_source",
+    "plot_attention",
+    "plot_attention_heads",
+]

@@ -1,0 +1,256 @@
+"""Multi-head attention, batch-first, with a readable path and a fused path.
+
+Chapter 05 motivates the learned projections, chapter 06 the heads. The parameter
+names are PyTorch's (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``), so weights copy
+straight across from :class:`torch.nn.MultiheadAttention`.
+
+Shape legend: ``B`` batch, ``T`` target (query) length, ``S`` source (key/value)
+length, ``D`` model width (``embed_dim``), ``H`` heads, ``Dh`` head width
+(``head_dim = D // H``).
+
+Masks:
+
+* ``attn_mask`` follows :func:`torch.nn.functional.scaled_dot_product_attention`:
+  boolean ``True`` = *may attend*, a float mask is added to the scores. This is the
+  opposite of :class:`torch.nn.MultiheadAttention`'s boolean ``attn_mask``.
+* ``key_padding_mask`` keeps PyTorch's meaning, the one its name states: boolean
+  ``True`` marks a *padding key to ignore* (a float mask is added to the scores).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .functional import check_attn_mask, scaled_dot_product_attention
+
+__all__ = ["MultiHeadAttention", "merge_masks"]
+
+
+def merge_masks(
+    attn_mask: Optional[Tensor],
+    key_padding_mask: Optional[Tensor],
+    is_causal: bool,
+    batch_size: int,
+    num_heads: int,
+    target_len: int,
+    source_len: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Optional[Tensor]:
+    """Combine ``attn_mask``, ``key_padding_mask`` and ``is_causal`` into one SDPA mask.
+
+    Args:
+        attn_mask: SDPA convention (``True`` = may attend, float = added); shape
+            ``(T, S)``, ``(B, T, S)`` or ``(B, H, T, S)`` (any dimension may be 1).
+        key_padding_mask: ``True`` = padding key to ignore (or float, added).
+        is_causal: also forbid attending to later positions.
+        batch_size, num_heads, target_len, source_len: ``B``, ``H``, ``T``, ``S``.
+        dtype: the floating dtype of the scores.
+        device: the scores' device.
+
+    Shapes:
+        key_padding_mask: ``(B, S)``; returns ``None`` or a mask that broadcasts to
+        ``(B, H, T, S)``.
+
+    Returns:
+        ``None`` when there is nothing to mask, a boolean mask when every input mask
+        is boolean, otherwise a float mask to add to the scores.
+    """
+    scores_shape = (batch_size, num_heads, target_len, source_len)
+    masks = []
+    if attn_mask is not None:
+        if attn_mask.dim() == 3:  # (B, T, S): add the head dimension
+            attn_mask = attn_mask.unsqueeze(1)
+        check_attn_mask(attn_mask, scores_shape, dtype)
+        masks.append(attn_mask)
+    if key_padding_mask is not None:
+        if not isinstance(key_padding_mask, Tensor):
+            raise TypeError(f"key_padding_mask must be a torch.Tensor or None (got {type(key_padding_mask).__name__})")
+        if key_padding_mask.shape != (batch_size, source_len):
+            raise ValueError(
+                f"key_padding_mask must have shape (B, S) = {(batch_size, source_len)} "
+                f"(got {tuple(key_padding_mask.shape)})"
+            )
+        if key_padding_mask.dtype == torch.bool:
+            masks.append(~key_padding_mask[:, None, None, :])  # True = may attend
+        elif key_padding_mask.dtype == dtype:
+            masks.append(key_padding_mask[:, None, None, :])
+        else:
+            raise TypeError(
+                f"key_padding_mask must be torch.bool (True = padding) or the query dtype {dtype} "
+                f"(got {key_padding_mask.dtype})"
+            )
+    if is_causal:
+        masks.append(torch.ones(target_len, source_len, dtype=torch.bool, device=device).tril())
+    if not masks:
+        return None
+    if all(m.dtype == torch.bool for m in masks):
+        merged = masks[0]
+        for m in masks[1:]:
+            merged = merged & m
+        return merged
+    merged_float = torch.zeros((), dtype=dtype, device=device)
+    for m in masks:
+        if m.dtype == torch.bool:
+            m = torch.zeros(m.shape, dtype=dtype, device=device).masked_fill(~m, float("-inf"))
+        merged_float = merged_float + m
+    return merged_float
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al., 2017, section 3.2.2), batch-first.
+
+    Each head attends in its own ``Dh = D / H``-wide subspace; the heads' outputs are
+    concatenated and mixed by ``out_proj``. The cost in parameters and multiply-adds
+    equals one head of full width ``D``.
+
+    Args:
+        embed_dim: model width ``D``.
+        num_heads: number of heads ``H``; must divide ``embed_dim``.
+        dropout: dropout on the attention weights while training.
+        bias: whether the four projections have biases.
+        kdim: width of ``key`` inputs (defaults to ``embed_dim``).
+        vdim: width of ``value`` inputs (defaults to ``embed_dim``).
+        fused: compute with :func:`torch.nn.functional.scaled_dot_product_attention`
+            when the weights are not requested; ``False`` always takes the readable
+            path (:func:`attnlib.functional.scaled_dot_product_attention`). Both agree.
+        device, dtype: where and in what precision to create the parameters.
+
+    Chapter 06. Parity with :class:`torch.nn.MultiheadAttention` is tested.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: Optional[int] = None,
+        vdim: Optional[int] = None,
+        fused: bool = True,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int (got {value!r})")
+        if embed_dim % num_heads != 0:
+            raise ValueError(
+                f"embed_dim must be divisible by num_heads (got embed_dim={embed_dim} and num_heads={num_heads})"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        kdim = embed_dim if kdim is None else kdim
+        vdim = embed_dim if vdim is None else vdim
+        factory = {"device": device, "dtype": dtype}
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.kdim = kdim
+        self.vdim = vdim
+        self.dropout = dropout
+        self.fused = fused
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.k_proj = nn.Linear(kdim, embed_dim, bias=bias, **factory)
+        self.v_proj = nn.Linear(vdim, embed_dim, bias=bias, **factory)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform projections and zero biases, as in ``nn.MultiheadAttention``."""
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(proj.weight)
+            if proj.bias is not None:
+                nn.init.zeros_(proj.bias)
+        if self.out_proj.bias is not None:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        for name, t, width in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor (got {type(t).__name__})")
+            if t.dim() != 3:
+                raise ValueError(f"{name} must be batch-first with shape (B, length, width) (got shape {tuple(t.shape)})")
+            if t.size(-1) != width:
+                raise ValueError(f"{name} must have width {width} (got shape {tuple(t.shape)})")
+        if not (query.size(0) == key.size(0) == value.size(0)):
+            raise ValueError(
+                f"query, key and value must have the same batch size (got {query.size(0)}, {key.size(0)}, {value.size(0)})"
+            )
+        if key.size(1) != value.size(1):
+            raise ValueError(f"key and value must have the same length S (got {key.size(1)} and {value.size(1)})")
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attn_mask: Optional[Tensor] = None,
+        key_padding_mask: Optional[Tensor] = None,
+        need_weights: bool = False,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: the sequence that asks.
+            key: the sequence that is compared with the queries.
+            value: the sequence whose vectors are mixed.
+            attn_mask: SDPA convention, ``True`` = may attend (float: added);
+                ``(T, S)``, ``(B, T, S)`` or ``(B, H, T, S)``.
+            key_padding_mask: ``True`` marks a padding key to ignore (float: added).
+            need_weights: also return the attention weights (readable path).
+            average_attn_weights: average the returned weights over heads.
+            is_causal: forbid attending to later positions (may be combined with
+                the masks above).
+
+        Shapes:
+            query: ``(B, T, D)``; key: ``(B, S, kdim)``; value: ``(B, S, vdim)``;
+            key_padding_mask: ``(B, S)``. Returns ``(B, T, D)`` and weights of shape
+            ``(B, T, S)`` (averaged) or ``(B, H, T, S)`` (per head), or ``None``.
+
+        Returns:
+            ``(out, weights)``; ``weights`` is ``None`` unless ``need_weights``.
+        """
+        self._check_inputs(query, key, value)
+        B, T, _ = query.shape
+        S = key.size(1)
+        mask = merge_masks(
+            attn_mask, key_padding_mask, is_causal, B, self.num_heads, T, S, query.dtype, query.device
+        )
+        dropout_p = self.dropout if self.training else 0.0
+        only_causal = is_causal and attn_mask is None and key_padding_mask is None
+
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
+        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+
+        weights: Optional[Tensor] = None
+        if need_weights or not self.fused:  # readable path: the weights are visible
+            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, need_weights=True)
+        elif only_causal:  # fused path; SDPA skips building the (T, S) mask
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:  # fused path
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        # out: (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, D): concatenate the heads
+        out = self.out_proj(out.transpose(1, 2).reshape(B, T, self.embed_dim))
+
+        if not need_weights:
+            return out, None
+        assert weights is not None
+        if average_attn_weights:
+            weights = weights.mean(dim=1)  # (B, T, S)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, fused={self.fused}"

@@ -1,0 +1,440 @@
+"""The book's running translation task: spell out numbers in English words.
+
+Chapter 02 introduces the task, and every sequence-to-sequence chapter after it
+(03 attention, 08 the transformer) trains on it, so their results land in one table.
+
+An example is a sequence of ``K`` integers from 0 to 999. The **source** is its
+digits, one character per token (``"12 907 40"``, with a space token between numbers);
+the **target** is the English words, with a ``,`` token between numbers::
+
+    source  1 2 _ 9 0 7 _ 4 0                         (9 characters)
+    target  twelve , nine hundred seven , forty      (7 words)
+
+Why this task, rather than a toy copy task or a downloaded corpus:
+
+* **It needs alignment.** Each output word depends on a specific span of the input,
+  and not always in order: ``17`` becomes ``seventeen`` (two digits, one word),
+  ``907`` becomes ``nine hundred seven`` (the middle zero says nothing), ``40``
+  becomes ``forty`` and ``45`` ``forty five``. To write the ``k``-th number the
+  decoder must find the ``k``-th digit group of the source: the alignment that
+  attention (chapter 03) learns and that we can draw.
+* **Lengths vary, and accuracy can be read against length.** ``K`` runs from 1 to
+  10 (by default), so sources have 1 to 39 characters and targets 2 to 50 tokens
+  (with the end-of-sequence token). A model that squeezes the whole source into one
+  vector (chapter 02) has more to squeeze as ``K`` grows; grouping the test set by
+  ``K`` shows where it fails (the shape of Figure 2 of Bahdanau, Cho and Bengio, 2015).
+* **It is generated in code**: no download, exact answers, and as many fresh
+  training examples as we like, drawn from a seed.
+
+How numbers are drawn. Each number first draws its count of digits, 1, 2 or 3 with
+probabilities 1/6, 1/6 and 2/3 (``digit_weights``), then a value uniformly among the
+numbers with that many digits (0-9, 10-99 or 100-999). Drawn uniformly from 0-999, one
+number in a hundred would have a single digit and one in eleven two, yet those are the
+ones spelled differently (``7``, ``17``, ``70``); a short training run would meet them
+too rarely to learn them. Most numbers still have three digits, so at ``K = 10`` the
+target has about 40 tokens on average and up to 50.
+
+Splits. Whether a source sequence belongs to the training, validation or test split
+is decided by a checksum of its text (CRC-32, the same on every machine and every
+run), not by the seed, so the three splits never overlap however many examples are
+drawn from each. The seed only decides *which* examples of a split are drawn.
+
+Batches are batch-first :class:`Seq2SeqBatch` tuples: ``src`` ``(B, S)``,
+``src_key_padding_mask`` ``(B, S)`` (``True`` at padding, PyTorch's meaning),
+``tgt_in`` ``(B, T)`` starting with ``<bos>`` and ``tgt_out`` ``(B, T)`` ending with
+``<eos>``: the decoder reads ``tgt_in`` and is trained to predict ``tgt_out``.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PAD",
+    "BOS",
+    "EOS",
+    "UNK",
+    "PAD_ID",
+    "BOS_ID",
+    "EOS_ID",
+    "UNK_ID",
+    "Vocab",
+    "Example",
+    "Seq2SeqBatch",
+    "NumberTranslation",
+    "number_to_words",
+    "split_of",
+    "group_by",
+]
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+#: Every :class:`Vocab` starts with the four special tokens, so their ids are fixed.
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIALS: Tuple[str, ...] = (PAD, BOS, EOS, UNK)
+
+SPLITS = ("train", "valid", "test")
+
+T_ = TypeVar("T_")
+K_ = TypeVar("K_", bound=Hashable)
+
+
+class Vocab:
+    """A token <-> id map whose first four ids are ``<pad> <bos> <eos> <unk>``.
+
+    Args:
+        tokens: the ordinary tokens, in the order their ids should follow the
+            specials. Each must be a non-empty string, none repeated, none special.
+
+    Example::
+
+        vocab = Vocab(["a", "b"])
+        vocab.encode(["a", "b", "c"], eos=True)   # [4, 5, 3, 2]  (c is unknown)
+        vocab.decode([4, 5, 2, 4])                # ['a', 'b']    (stops at <eos>)
+
+    Chapter 02.
+    """
+
+    pad_id = PAD_ID
+    bos_id = BOS_ID
+    eos_id = EOS_ID
+    unk_id = UNK_ID
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        tokens = list(tokens)
+        self.itos: List[str] = list(SPECIALS)
+        self.stoi: Dict[str, int] = {tok: i for i, tok in enumerate(SPECIALS)}
+        for tok in tokens:
+            if not isinstance(tok, str) or not tok:
+                raise TypeError(f"tokens must be non-empty strings (got {tok!r})")
+            if tok in self.stoi:
+                what = "a special token" if tok in SPECIALS else "repeated"
+                raise ValueError(f"tokens must be unique and not special (got {tok!r}, which is {what})")
+            self.stoi[tok] = len(self.itos)
+            self.itos.append(tok)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.stoi
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} tokens: {self.itos[4:12]}{'...' if len(self) > 12 else ''})"
+
+    def encode(self, tokens: Sequence[str], bos: bool = False, eos: bool = False) -> List[int]:
+        """Map tokens to ids (unknown tokens to ``<unk>``), optionally adding ``<bos>``/``<eos>``."""
+        if isinstance(tokens, str):
+            raise TypeError(f"tokens must be a sequence of tokens, not a string (got {tokens!r}); use list(text)")
+        ids = [self.stoi.get(tok, UNK_ID) for tok in tokens]
+        return ([BOS_ID] if bos else []) + ids + ([EOS_ID] if eos else [])
+
+    def decode(self, ids: Iterable[int], strip: bool = True) -> List[str]:
+        """Map ids back to tokens.
+
+        Args:
+            ids: token ids (a list or a 1-D tensor).
+            strip: stop at the first ``<eos>`` and drop ``<pad>`` and ``<bos>``
+                (``False``: translate every id, specials included).
+
+        Returns:
+            The tokens.
+        """
+        if isinstance(ids, Tensor):
+            if ids.dim() != 1:
+                raise ValueError(f"ids must be 1-D (got shape {tuple(ids.shape)})")
+            ids = ids.tolist()
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(self):
+                raise ValueError(f"ids must be in [0, {len(self)}) for this vocabulary (got {i})")
+            if strip and i == EOS_ID:
+                break
+            if strip and i in (PAD_ID, BOS_ID):
+                continue
+            out.append(self.itos[i])
+        return out
+
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+SEPARATOR = ","
+
+
+def number_to_words(n: int) -> List[str]:
+    """Spell an integer from 0 to 999 in English words, one word per token.
+
+    ``7 -> [seven]``, ``17 -> [seventeen]``, ``40 -> [forty]``, ``45 -> [forty, five]``,
+    ``907 -> [nine, hundred, seven]``, ``999 -> [nine, hundred, ninety, nine]``.
+    (No "and", no hyphen: one token per word keeps the vocabulary at 29 words.)
+
+    Args:
+        n: the number.
+
+    Returns:
+        Between 1 and 4 words.
+    """
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"n must be an int (got {type(n).__name__})")
+    if not 0 <= n <= 999:
+        raise ValueError(f"n must be in [0, 999] (got {n})")
+    words: List[str] = []
+    hundreds, rest = divmod(n, 100)
+    if hundreds:
+        words += [_ONES[hundreds], "hundred"]
+    if rest >= 20:
+        tens, ones = divmod(rest, 10)
+        words.append(_TENS[tens])
+        if ones:
+            words.append(_ONES[ones])
+    elif rest or not hundreds:
+        words.append(_ONES[rest])
+    return words
+
+
+def split_of(numbers: Sequence[int]) -> str:
+    """The split a sequence of numbers belongs to: ``"train"``, ``"valid"`` or ``"test"``.
+
+    Decided by the CRC-32 checksum of the source text, so it is the same on every
+    machine and never depends on a seed: 80% train, 10% valid, 10% test.
+    """
+    bucket = zlib.crc32(" ".join(str(n) for n in numbers).encode("ascii")) % 10
+    return "test" if bucket == 0 else "valid" if bucket == 1 else "train"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example of the task: the numbers, and their source and target tokens.
+
+    Attributes:
+        numbers: the integers, 0 to 999 each.
+    """
+
+    numbers: Tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """``K``, how many numbers: the length bucket of chapters 02, 03 and 08."""
+        return len(self.numbers)
+
+    @property
+    def src(self) -> List[str]:
+        """The source tokens, the characters of ``"12 907 40"``."""
+        return list(" ".join(str(n) for n in self.numbers))
+
+    @property
+    def tgt(self) -> List[str]:
+        """The target tokens, ``twelve , nine hundred seven , forty``."""
+        words: List[str] = []
+        for i, n in enumerate(self.numbers):
+            if i:
+                words.append(SEPARATOR)
+            words += number_to_words(n)
+        return words
+
+    def __str__(self) -> str:
+        return f"{''.join(self.src)} -> {' '.join(self.tgt)}"
+
+
+class Seq2SeqBatch(NamedTuple):
+    """A padded batch for any sequence-to-sequence model (batch-first)."""
+
+    src: Tensor
+    """Source token ids, ``(B, S)``, padded with ``PAD_ID``."""
+    src_key_padding_mask: Tensor
+    """``(B, S)`` booleans, ``True`` at padding."""
+    tgt_in: Tensor
+    """Decoder input ids ``<bos> y1 ... yn``, ``(B, T)``, padded."""
+    tgt_out: Tensor
+    """Decoder target ids ``y1 ... yn <eos>``, ``(B, T)``, padded."""
+
+
+def _pad(rows: Sequence[Sequence[int]], device: Optional[torch.device]) -> Tensor:
+    longest = max(len(r) for r in rows)
+    out = torch.full((len(rows), longest), PAD_ID, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out.to(device) if device is not None else out
+
+
+def group_by(items: Iterable[T_], key: Callable[[T_], K_]) -> Dict[K_, List[T_]]:
+    """Group items by a key, keys in sorted order: ``group_by(test, lambda e: e.count)``.
+
+    Used to read accuracy against length (number count ``K`` or target length).
+    """
+    groups: Dict[K_, List[T_]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return {k: groups[k] for k in sorted(groups)}  # type: ignore[type-var]
+
+
+class NumberTranslation:
+    """The running task: digits of ``K`` numbers in, their English words out.
+
+    Args:
+        max_count: the largest number count ``K`` (default 10).
+        min_count: the smallest ``K`` (default 1).
+        digit_weights: relative probabilities of a number having 1, 2 or 3 digits
+            (default ``(1, 1, 4)``); the value is then uniform among such numbers.
+
+    Attributes:
+        src_vocab: the 11 characters ``0-9`` and space, after the specials.
+        tgt_vocab: the 29 number words and ``,``, after the specials.
+
+    Example::
+
+        task = NumberTranslation()
+        train = task.batches(batch_size=32, seed=0)      # endless, for attnlib.train.fit
+        test = task.dataset("test", per_count=100, seed=1)
+        batch = task.collate(test[:4])                   # a Seq2SeqBatch
+
+    Chapter 02 (and chapters 03 and 08).
+    """
+
+    def __init__(
+        self, max_count: int = 10, min_count: int = 1, digit_weights: Tuple[float, float, float] = (1.0, 1.0, 4.0)
+    ) -> None:
+        for name, value in (("max_count", max_count), ("min_count", min_count)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int (got {type(value).__name__})")
+        if not 1 <= min_count <= max_count:
+            raise ValueError(f"need 1 <= min_count <= max_count (got min_count={min_count}, max_count={max_count})")
+        weights = tuple(float(w) for w in digit_weights)
+        if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"digit_weights must be three non-negative weights for 1, 2 and 3 digits, not all zero (got {digit_weights})"
+            )
+        self.min_count = min_count
+        self.max_count = max_count
+        self.digit_weights = weights
+        self.src_vocab = Vocab(list("0123456789 "))
+        self.tgt_vocab = Vocab(_ONES + _TENS[2:] + ["hundred", SEPARATOR])
+
+    def __repr__(self) -> str:
+        return f"NumberTranslation(K in {self.min_count}..{self.max_count}, digit weights {self.digit_weights})"
+
+    @property
+    def counts(self) -> List[int]:
+        """Every number count ``K`` the task draws."""
+        return list(range(self.min_count, self.max_count + 1))
+
+    @property
+    def max_target_len(self) -> int:
+        """The longest decoder sequence, ``<eos>`` included: 4 words a number, ``K - 1`` commas."""
+        return 4 * self.max_count + (self.max_count - 1) + 1
+
+    def _draw_number(self, rng: random.Random) -> int:
+        digits = rng.choices((1, 2, 3), weights=self.digit_weights)[0]
+        return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+    def _draw(self, rng: random.Random, split: str, count: int) -> Example:
+        while True:  # rejection: about 80% (train) or 10% (valid, test) of draws are kept
+            numbers = tuple(self._draw_number(rng) for _ in range(count))
+            if split_of(numbers) == split:
+                return Example(numbers)
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} (got {split!r})")
+
+    def sample(self, n: int, seed: int, split: str = "train") -> List[Example]:
+        """Draw ``n`` examples of one split, ``K`` uniform over :attr:`counts`.
+
+        Args:
+            n: how many.
+            seed: the random seed (the same seed gives the same examples).
+            split: ``"train"``, ``"valid"`` or ``"test"``.
+
+        Returns:
+            ``n`` examples (repeats are possible, most likely at ``K = 1``).
+        """
+        self._check_split(split)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be a positive int (got {n!r})")
+        rng = random.Random(f"{split}-{seed}")
+        return [self._draw(rng, split, rng.randint(self.min_count, self.max_count)) for _ in range(n)]
+
+    def dataset(self, split: str, per_count: int, seed: int) -> List[Example]:
+        """A fixed evaluation set: ``per_count`` distinct examples of one split for every ``K``.
+
+        Equal numbers per ``K`` so that accuracy by length has the same precision in
+        every bucket; no example is repeated. One exception: a single number has
+        only 1000 possible sources, about a tenth of them in the validation or test
+        split, so the ``K = 1`` bucket holds all of them (uniformly, whatever their
+        digits) when ``per_count`` asks for more. Ordered by ``K``.
+
+        Args:
+            split: ``"valid"`` or ``"test"`` (or ``"train"``, to measure fitting).
+            per_count: examples per number count ``K``.
+            seed: the random seed.
+
+        Returns:
+            ``per_count`` examples for every ``K`` (fewer for ``K = 1``, as above).
+        """
+        self._check_split(split)
+        if not isinstance(per_count, int) or isinstance(per_count, bool) or per_count < 1:
+            raise ValueError(f"per_count must be a positive int (got {per_count!r})")
+        rng = random.Random(f"{split}-set-{seed}")
+        examples: List[Example] = []
+        for k in self.counts:
+            if k == 1:  # few enough to list: every single number of the split, shuffled
+                singles = [Example((n,)) for n in range(1000) if split_of((n,)) == split]
+                rng.shuffle(singles)
+                examples += singles[:per_count]
+                continue
+            seen: set = set()
+            while len(seen) < per_count:
+                example = self._draw(rng, split, k)
+                if example not in seen:
+                    seen.add(example)
+                    examples.append(example)
+        return examples
+
+    def collate(self, examples: Sequence[Example], device: Optional[torch.device] = None) -> Seq2SeqBatch:
+        """Encode and pad examples into one :class:`Seq2SeqBatch`.
+
+        Shapes:
+            returns ``src`` and ``src_key_padding_mask`` ``(B, S)``, ``tgt_in`` and
+            ``tgt_out`` ``(B, T)``, with ``S`` and ``T`` the longest in the batch.
+        """
+        if not examples:
+            raise ValueError("examples must not be empty")
+        if not all(isinstance(e, Example) for e in examples):
+            bad = next(e for e in examples if not isinstance(e, Example))
+            raise TypeError(f"examples must be Example objects (got {type(bad).__name__})")
+        src = _pad([self.src_vocab.encode(e.src) for e in examples], device)
+        tgt = [self.tgt_vocab.encode(e.tgt) for e in examples]
+        tgt_in = _pad([[BOS_ID] + t for t in tgt], device)
+        tgt_out = _pad([t + [EOS_ID] for t in tgt], device)
+        return Seq2SeqBatch(src, src == PAD_ID, tgt_in, tgt_out)
+
+    def batches(self, batch_size: int, seed: int, split: str = "train") -> Iterator[Seq2SeqBatch]:
+        """Fresh random batches forever: the ``batches`` argument of ``attnlib.train.fit``.
+
+        Args:
+            batch_size: examples per batch.
+            seed: the random seed of the stream.
+            split: the split to draw from (``"train"`` for training).
+
+        Returns:
+            An endless iterator of :class:`Seq2SeqBatch` on the CPU (``fit`` moves
+            them to the model's device).
+        """
+        self._check_split(split)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        rng = random.Random(f"{split}-stream-{seed}")
+
+        def stream() -> Iterator[Seq2SeqBatch]:
+            while True:
+                counts = [rng.randint(self.min_count, self.max_count) for _ in range(batch_size)]
+                yield self.collate([self._draw(rng, split, k) for k in counts])
+
+        return stream()
