@@ -1,0 +1,85 @@
+"""Repository hygiene: clean notebooks, one list of dependencies, pins that agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import attnlib
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no chapter notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them with jupyter nbconvert --clear-output --inplace"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_the_conventions(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    source = "".join(first_code["source"])
+    assert 'find_spec("attnlib") is None' in source, f"{path.name}: the first code cell must install attnlib only when missing"
+    pins = re.findall(r"attnlib @ git\+\S+@v([0-9][^\"'\s]*)", source)
+    assert pins == [attnlib.__version__], f"{path.name}: install pin {pins} must equal attnlib.__version__ {attnlib.__version__}"
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    assert any("parameters" in t for t in tags), f"{path.name}: no cell tagged 'parameters'"
+    checks = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).lstrip().startswith("# Check:")]
+    assert checks, f"{path.name}: no check cells"
+    assert all("assert" in "".join(c["source"]) for c in checks), f"{path.name}: a check cell asserts nothing"
+    untagged = [i for i, c in enumerate(cells) if c in checks
+                and not {"hide-cell", "remove-cell", "remove-input"} & set(c.get("metadata", {}).get("tags", []))]
+    assert not untagged, f"{path.name}: check cells {untagged} must be tagged hide-cell (collapsed in the page)"
+    assert "get_device()" in "".join("".join(c["source"]) for c in cells), f"{path.name}: device must come from attnlib.get_device()"
+
+
+def test_environment_yml_declares_the_same_packages_as_pyproject():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    for extra in ("book", "test"):
+        declared |= {_name(r) for r in project["optional-dependencies"][extra]}
+    env_text = (ROOT / "environment.yml").read_text()
+    pip_lines = re.findall(r"^\s+- (?!-)(\S+)\s*$", env_text.split("- pip:", 1)[1], flags=re.M)
+    in_env = {_name(r) for r in pip_lines}
+    assert in_env == declared, f"only in environment.yml: {in_env - declared}; only in pyproject.toml: {declared - in_env}"
+    assert re.search(r"^\s+- python=3\.11\s*$", env_text, flags=re.M)
+
+
+def test_torch_pin_agrees_between_constraints_and_environment():
+    constraints = (ROOT / "constraints.txt").read_text()
+    env_text = (ROOT / "environment.yml").read_text()
+    pin = re.search(r"^torch==(\S+)", constraints, flags=re.M)
+    assert pin, "constraints.txt must pin torch"
+    assert f"- torch=={pin.group(1)}" in env_text
+
+
+def test_every_toc_entry_exists_and_every_notebook_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    files = re.findall(r"(?:root|file):\s*(\S+)", toc)
+    for f in files:
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml lists missing page {f}"
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"

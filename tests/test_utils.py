@@ -1,0 +1,87 @@
+"""Tests for attnlib.utils and attnlib.viz."""
+
+from __future__ import annotations
+
+import random
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import attnlib  # noqa: E402
+from attnlib.utils import get_device, measure_time, seed_everything, show_source  # noqa: E402
+from attnlib.viz import plot_attention, plot_attention_heads  # noqa: E402
+
+
+def test_device_falls_back_to_cpu_here_and_honours_a_choice(monkeypatch):
+    monkeypatch.delenv("ATTNLIB_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert get_device().type == expected
+    assert get_device("cpu").type == "cpu"
+    monkeypatch.setenv("ATTNLIB_DEVICE", "cpu")
+    assert get_device().type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_device_error_when_cuda_is_missing():
+    with pytest.raises(ValueError, match=r"prefer='cuda' but CUDA is not available"):
+        get_device("cuda")
+
+
+def test_seed_everything_makes_runs_repeat():
+    g = seed_everything(3)
+    a = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=g).item())
+    g = seed_everything(3)
+    b = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=g).item())
+    assert a == b
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int \(got -1\)"):
+        seed_everything(-1)
+
+
+def test_measure_time_returns_the_median_and_validates():
+    calls = []
+    t = measure_time(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and t >= 0
+    with pytest.raises(ValueError, match=r"repeats must be a positive int \(got 0\)"):
+        measure_time(lambda: None, repeats=0)
+
+
+def test_show_source_is_the_real_source():
+    src = show_source(attnlib.safe_softmax)
+    assert str(src).startswith("def safe_softmax(")
+    assert "```python" in src._repr_markdown_()
+    assert src.title == "attnlib.functional.safe_softmax"
+    method = show_source(attnlib.MultiHeadAttention.forward)
+    assert str(method).startswith("def forward(")  # dedented
+    with pytest.raises(TypeError, match=r"must be a Python function, class, method or module"):
+        show_source(3)
+
+
+def test_plot_attention_and_heads():
+    w = torch.softmax(torch.randn(3, 4), -1)
+    ax = plot_attention(w, ["a", "b", "c"], ["w", "x", "y", "z"], title="t")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["w", "x", "y", "z"]
+    fig = plot_attention_heads(torch.softmax(torch.randn(3, 3, 4), -1), ncols=2)
+    assert len(fig.axes) >= 3
+    plt.close("all")
+
+
+def test_viz_errors():
+    with pytest.raises(ValueError, match=r"weights must have shape \(T, S\) \(got shape \(2, 3, 4\)\)"):
+        plot_attention(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"key_labels must have one label per position: 4 \(got 2\)"):
+        plot_attention(torch.zeros(3, 4), key_labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"weights must have shape \(H, T, S\) \(got shape \(3, 4\)\)"):
+        plot_attention_heads(torch.zeros(3, 4))
+    plt.close("all")
+
+
+def test_public_api_is_exported():
+    for name in attnlib.__all__:
+        assert hasattr(attnlib, name), name
+    assert isinstance(attnlib.__version__, str)
