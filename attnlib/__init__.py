@@ -11,6 +11,9 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.positional` -- positional encodings (chapter 07)
 * :mod:`attnlib.shapes` -- a shape tracer for any module (chapter 06)
 * :mod:`attnlib.transformer` -- the encoder-decoder transformer (chapter 08)
+* :mod:`attnlib.bert` -- a BERT-style encoder with masked-language-model and classification heads (chapters 11, 13)
+* :mod:`attnlib.wordpiece` -- BERT's WordPiece tokenizer (chapter 13)
+* :mod:`attnlib.pretrained` -- the pretrained all-MiniLM-L6-v2, loaded offline (chapter 13)
 * :mod:`attnlib.train` -- the training loop every chapter uses
 * :mod:`attnlib.viz` -- attention heatmaps
 * :mod:`attnlib.utils` -- device, seeding, showing source code
@@ -20,8 +23,25 @@ query *may attend* (as in :func:`torch.nn.functional.scaled_dot_product_attentio
 ``key_padding_mask`` is ``True`` at padding keys (as in PyTorch).
 """
 
-from . import attention, data, decoding, functional, positional, rnn, seq2seq, shapes, train, transformer, utils, viz
+from . import (
+    attention,
+    bert,
+    data,
+    decoding,
+    functional,
+    positional,
+    pretrained,
+    rnn,
+    seq2seq,
+    shapes,
+    train,
+    transformer,
+    utils,
+    viz,
+    wordpiece,
+)
 from .attention import MultiHeadAttention
+from .bert import BertConfig, BertEncoder, BertForMaskedLM, BertForSequenceClassification, mask_tokens
 from .data import NumberTranslation, Seq2SeqBatch, Vocab
 from .decoding import Seq2SeqModel, greedy_decode, translate
 from .functional import (
@@ -40,6 +60,7 @@ from .positional import (
     alibi_slopes,
     sinusoidal_encoding,
 )
+from .pretrained import SentenceEncoder, load_bert_encoder, load_tokenizer, mean_pooling
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .seq2seq import (
     AdditiveAttention,
@@ -64,6 +85,7 @@ from .transformer import (
 )
 from .utils import get_device, measure_time, seed_everything, show_source
 from .viz import plot_attention, plot_attention_heads
+from .wordpiece import WordPieceTokenizer
 
 __version__ = "0.1.0"
 
@@ -138,4 +160,18 @@ __all__ = [
     "show_source",
     "plot_attention",
     "plot_attention_heads",
+    # BERT and the pretrained MiniLM (chapters 11, 13)
+    "bert",
+    "pretrained",
+    "wordpiece",
+    "BertConfig",
+    "BertEncoder",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "mask_tokens",
+    "SentenceEncoder",
+    "load_bert_encoder",
+    "load_tokenizer",
+    "mean_pooling",
+    "WordPieceTokenizer",
 ]

@@ -1,0 +1,356 @@
+"""BERT's WordPiece tokenizer: text to the token ids a pretrained BERT expects.
+
+Chapter 13, "A real pretrained transformer", uses it to feed all-MiniLM-L6-v2.
+A pretrained model only understands the ids its own tokenizer produced, so this one
+reproduces, id for id, the tokenizer shipped with the checkpoint (the ``tokenizers``
+package reading its ``tokenizer.json``; the tests compare the two on thousands of
+strings). Two stages (Devlin et al., 2019, section 3; Wu et al., 2016, section 4.1):
+
+1. **Basic tokenization** (:func:`basic_tokenize`): drop control characters, turn
+   every kind of whitespace into a space, put spaces around CJK ideographs (each is
+   a word of its own), strip accents (decompose, drop the combining marks),
+   lower-case, split on whitespace, and make every punctuation character a word.
+2. **WordPiece** (:func:`wordpiece`): split each word greedily into the longest
+   vocabulary pieces from the left; pieces after the first carry the ``##`` prefix.
+   A word that cannot be covered (or is over 100 characters) becomes ``[UNK]``.
+
+The special tokens (``[CLS]``, ``[SEP]``, ``[MASK]``...) written literally in the
+text are kept as they are, and :meth:`WordPieceTokenizer.encode` wraps a text as
+``[CLS] text [SEP]``. Nothing is padded or truncated unless asked
+(:meth:`WordPieceTokenizer.batch_encode` pads a batch to its longest member).
+
+Character classes follow the Rust ``tokenizers`` implementation where it differs
+from the original Python BERT code: lower-casing comes after accent stripping, and
+whitespace is Unicode's ``White_Space`` property.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "load_vocab",
+    "is_whitespace",
+    "is_control",
+    "is_punctuation",
+    "is_cjk",
+    "basic_tokenize",
+    "wordpiece",
+    "WordPieceTokenizer",
+]
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+"""BERT's special tokens, in order padding, unknown, classification, separator and mask."""
+
+# Unicode's White_Space property (what Rust's ``char::is_whitespace`` tests).
+_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+# Code-point blocks of CJK ideographs, as in BERT's and the tokenizers package's code.
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+
+
+def load_vocab(path: Union[str, os.PathLike]) -> Dict[str, int]:
+    """Read a ``vocab.txt``: one token a line, its id the line number (from 0).
+
+    Args:
+        path: the file.
+
+    Returns:
+        the token -> id mapping.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike (got {type(path).__name__})")
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"path must be an existing vocab.txt file (got {str(p)!r})")
+    vocab: Dict[str, int] = {}
+    with p.open(encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            token = line.rstrip("\n")
+            vocab.setdefault(token, i)
+    return vocab
+
+
+# --- character classes -----------------------------------------------------------------
+
+
+def is_whitespace(ch: str) -> bool:
+    """Whether ``ch`` is whitespace (Unicode's ``White_Space`` property)."""
+    return ch in _WHITESPACE
+
+
+def is_control(ch: str) -> bool:
+    """Whether ``ch`` is a control, format, private-use or surrogate character.
+
+    Unicode categories ``Cc``, ``Cf``, ``Co``, ``Cs``; unassigned code points (``Cn``)
+    are kept (and become [UNK]), as in ``tokenizers``. Tab, newline and carriage
+    return count as whitespace, not control.
+    """
+    if ch in "\t\n\r":
+        return False
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
+
+
+def is_punctuation(ch: str) -> bool:
+    """Whether ``ch`` is punctuation: any ASCII symbol character or Unicode category ``P*``.
+
+    ASCII ``$ + < = > ^ ` |`` and ``~`` are symbols in Unicode, but BERT splits them too.
+    """
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def is_cjk(ch: str) -> bool:
+    """Whether ``ch`` is a CJK ideograph (each one becomes a word of its own)."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+# --- the two stages ---------------------------------------------------------------------
+
+
+def _normalize(text: str, lower_case: bool, strip_accents: bool) -> str:
+    """Clean, space out CJK, strip accents, lower-case (the order of ``tokenizers``)."""
+    chars = []
+    for ch in text:
+        if ch == "\x00" or ch == "\ufffd" or is_control(ch):
+            continue
+        if is_whitespace(ch):
+            chars.append(" ")
+        elif is_cjk(ch):
+            chars.extend((" ", ch, " "))
+        else:
+            chars.append(ch)
+    out = "".join(chars)
+    if strip_accents:
+        out = "".join(c for c in unicodedata.normalize("NFD", out) if unicodedata.category(c) != "Mn")
+    if lower_case:  # character by character, as Rust does (no final-sigma rule)
+        out = "".join(c.lower() for c in out)
+    return out
+
+
+def basic_tokenize(text: str, lower_case: bool = True, strip_accents: Optional[bool] = None) -> List[str]:
+    """BERT's basic tokenization: normalise the text, then split it into words.
+
+    Args:
+        text: any string.
+        lower_case: lower-case the text (the "uncased" models).
+        strip_accents: drop accents; ``None`` follows ``lower_case`` (as BERT does).
+
+    Returns:
+        The words, that is runs of non-space, non-punctuation characters, and
+        each punctuation character alone.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str (got {type(text).__name__})")
+    strip = lower_case if strip_accents is None else strip_accents
+    words: List[str] = []
+    current: List[str] = []
+    for ch in _normalize(text, lower_case, strip):
+        if is_whitespace(ch) or is_punctuation(ch):
+            if current:
+                words.append("".join(current))
+                current = []
+            if not is_whitespace(ch):
+                words.append(ch)
+        else:
+            current.append(ch)
+    if current:
+        words.append("".join(current))
+    return words
+
+
+def wordpiece(
+    word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max_chars: int = 100, prefix: str = "##"
+) -> List[str]:
+    """Split one word greedily into the longest vocabulary pieces, left to right.
+
+    Wu et al. (2016), section 4.1; Devlin et al. (2019). ``"unaffable"`` becomes
+    ``["una", "##ffa", "##ble"]`` with BERT's vocabulary.
+
+    Args:
+        word: one word of :func:`basic_tokenize`.
+        vocab: the vocabulary (pieces after the first are looked up with ``prefix``).
+        unk_token: what a word that cannot be covered becomes.
+        max_chars: longer words become ``unk_token`` without trying.
+        prefix: the continuation marker.
+
+    Returns:
+        the pieces, or ``[unk_token]``.
+    """
+    if len(word) > max_chars:
+        return [unk_token]
+    pieces: List[str] = []
+    start = 0
+    while start < len(word):
+        end = len(word)
+        piece = None
+        while start < end:  # try the longest candidate first, then shorten it
+            candidate = word[start:end] if start == 0 else prefix + word[start:end]
+            if candidate in vocab:
+                piece = candidate
+                break
+            end -= 1
+        if piece is None:
+            return [unk_token]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+# --- the tokenizer ------------------------------------------------------------------------
+
+
+class WordPieceTokenizer:
+    """Text to BERT token ids: special tokens, basic tokenization, then WordPiece.
+
+    Args:
+        vocab: token -> id (from :func:`load_vocab`); must contain the five
+            :data:`SPECIAL_TOKENS`.
+        lower_case: lower-case the text (uncased models such as all-MiniLM-L6-v2).
+        strip_accents: ``None`` follows ``lower_case``.
+        max_chars: longest word WordPiece tries to split.
+
+    Chapter 13.
+    """
+
+    def __init__(
+        self,
+        vocab: Mapping[str, int],
+        lower_case: bool = True,
+        strip_accents: Optional[bool] = None,
+        max_chars: int = 100,
+    ) -> None:
+        if not isinstance(vocab, Mapping):
+            raise TypeError(f"vocab must be a mapping from token to id (got {type(vocab).__name__})")
+        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise ValueError(f"vocab must contain the special tokens {SPECIAL_TOKENS} (missing {missing})")
+        if not isinstance(lower_case, bool):
+            raise TypeError(f"lower_case must be a bool (got {lower_case!r})")
+        if strip_accents is not None and not isinstance(strip_accents, bool):
+            raise TypeError(f"strip_accents must be a bool or None (got {strip_accents!r})")
+        if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
+            raise ValueError(f"max_chars must be a positive int (got {max_chars!r})")
+        self.vocab: Dict[str, int] = dict(vocab)
+        self.ids_to_tokens: Dict[int, str] = {i: t for t, i in self.vocab.items()}
+        self.lower_case = lower_case
+        self.strip_accents = strip_accents
+        self.max_chars = max_chars
+        self.pad_id = self.vocab["[PAD]"]
+        self.unk_id = self.vocab["[UNK]"]
+        self.cls_id = self.vocab["[CLS]"]
+        self.sep_id = self.vocab["[SEP]"]
+        self.mask_id = self.vocab["[MASK]"]
+        # Longest first, so that no special token is cut by a shorter one.
+        specials = sorted(SPECIAL_TOKENS, key=len, reverse=True)
+        self._special_re = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
+
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike], **kwargs: object) -> "WordPieceTokenizer":
+        """A tokenizer from a ``vocab.txt`` (keyword arguments as in the constructor)."""
+        return cls(load_vocab(path), **kwargs)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def __repr__(self) -> str:
+        return f"WordPieceTokenizer(vocab_size={len(self)}, lower_case={self.lower_case})"
+
+    def tokenize(self, text: str) -> List[str]:
+        """Split ``text`` into WordPiece tokens (no [CLS]/[SEP] added).
+
+        Special tokens written in the text (``"[MASK]"``) are kept whole.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str (got {type(text).__name__})")
+        tokens: List[str] = []
+        for i, part in enumerate(self._special_re.split(text)):
+            if i % 2 == 1:  # a special token, matched on the raw text
+                tokens.append(part)
+                continue
+            for word in basic_tokenize(part, self.lower_case, self.strip_accents):
+                tokens.extend(wordpiece(word, self.vocab, "[UNK]", self.max_chars))
+        return tokens
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> List[int]:
+        """The ids of ``tokens`` (unknown ones get the [UNK] id)."""
+        return [self.vocab.get(t, self.unk_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> List[str]:
+        """The tokens of ``ids``."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i not in self.ids_to_tokens:
+                raise ValueError(f"ids must be in [0, {len(self)}) (got {i})")
+            out.append(self.ids_to_tokens[i])
+        return out
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> List[int]:
+        """The ids of ``text``: ``[CLS] tokens [SEP]`` (no padding, no truncation).
+
+        Args:
+            text: any string.
+            add_special_tokens: wrap the ids in [CLS] ... [SEP].
+
+        Returns:
+            the ids as a list.
+        """
+        ids = self.convert_tokens_to_ids(self.tokenize(text))
+        return [self.cls_id, *ids, self.sep_id] if add_special_tokens else ids
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """Ids back to readable text: ``##`` pieces glued to their word.
+
+        Lower-casing and accent stripping cannot be undone, and spaces around
+        punctuation are not restored exactly.
+        """
+        tokens = self.convert_ids_to_tokens(ids)
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
+        return " ".join(tokens).replace(" ##", "")
+
+    def batch_encode(self, texts: Sequence[str], max_len: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """Encode several texts and pad them to the longest one.
+
+        Args:
+            texts: the strings.
+            max_len: refuse a text longer than this many ids (a model's position
+                table, 512 for BERT); ``None``: no limit.
+
+        Shapes:
+            returns two ``(B, T)`` tensors, ``T`` the longest encoding.
+
+        Returns:
+            ``(tokens, key_padding_mask)``: ids (long, padded with the [PAD] id) and
+            a boolean mask, ``True`` at padding.
+        """
+        if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
+            raise TypeError(f"texts must be a non-empty sequence of str (got {type(texts).__name__})")
+        encoded = [self.encode(t) for t in texts]
+        longest = max(len(e) for e in encoded)
+        if max_len is not None and longest > max_len:
+            raise ValueError(f"texts must encode to at most max_len={max_len} ids (got {longest})")
+        tokens = torch.full((len(encoded), longest), self.pad_id, dtype=torch.long)
+        mask = torch.ones(len(encoded), longest, dtype=torch.bool)
+        for row, ids in enumerate(encoded):
+            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            mask[row, : len(ids)] = False
+        return tokens, mask
