@@ -14,6 +14,7 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.bert` -- a BERT-style encoder with masked-language-model and classification heads (chapters 11, 13)
 * :mod:`attnlib.wordpiece` -- BERT's WordPiece tokenizer (chapter 13)
 * :mod:`attnlib.pretrained` -- the pretrained all-MiniLM-L6-v2, loaded offline (chapter 13)
+* :mod:`attnlib.vit` -- the vision transformer (chapter 12)
 * :mod:`attnlib.train` -- the training loop every chapter uses
 * :mod:`attnlib.viz` -- attention heatmaps
 * :mod:`attnlib.utils` -- device, seeding, showing source code
@@ -37,6 +38,7 @@ from . import (
     train,
     transformer,
     utils,
+    vit,
     viz,
     wordpiece,
 )
@@ -84,6 +86,7 @@ from .transformer import (
     TransformerConfig,
 )
 from .utils import get_device, measure_time, seed_everything, show_source
+from .vit import PatchEmbedding, ViT, ViTConfig, patchify
 from .viz import plot_attention, plot_attention_heads
 from .wordpiece import WordPieceTokenizer
 
@@ -174,4 +177,10 @@ __all__ = [
     "load_tokenizer",
     "mean_pooling",
     "WordPieceTokenizer",
+    # the vision transformer (chapter 12)
+    "vit",
+    "ViTConfig",
+    "ViT",
+    "PatchEmbedding",
+    "patchify",
 ]
