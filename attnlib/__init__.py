@@ -14,7 +14,10 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.bert` -- a BERT-style encoder with masked-language-model and classification heads (chapters 11, 13)
 * :mod:`attnlib.wordpiece` -- BERT's WordPiece tokenizer (chapter 13)
 * :mod:`attnlib.pretrained` -- the pretrained all-MiniLM-L6-v2, loaded offline (chapter 13)
+* :mod:`attnlib.gpt` -- a decoder-only GPT with a KV cache (chapter 10)
 * :mod:`attnlib.vit` -- the vision transformer (chapter 12)
+* :mod:`attnlib.efficient` -- tiled attention with an online softmax (chapter 14)
+* :mod:`attnlib.distributed` -- running attnlib's training loop under torchrun (chapter 14)
 * :mod:`attnlib.train` -- the training loop every chapter uses
 * :mod:`attnlib.viz` -- attention heatmaps
 * :mod:`attnlib.utils` -- device, seeding, showing source code
@@ -29,7 +32,10 @@ from . import (
     bert,
     data,
     decoding,
+    distributed,
+    efficient,
     functional,
+    gpt,
     positional,
     pretrained,
     rnn,
@@ -42,10 +48,12 @@ from . import (
     viz,
     wordpiece,
 )
-from .attention import MultiHeadAttention
+from .attention import KVCache, MultiHeadAttention
 from .bert import BertConfig, BertEncoder, BertForMaskedLM, BertForSequenceClassification, mask_tokens
-from .data import NumberTranslation, Seq2SeqBatch, Vocab
-from .decoding import Seq2SeqModel, greedy_decode, translate
+from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics
+from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, greedy_decode, sequence_log_prob, translate
+from .distributed import DistributedBatches, DistributedContext, init_distributed, shutdown_distributed, wrap_model
+from .efficient import PeakMemory, tiled_attention
 from .functional import (
     attention_weights,
     causal_mask,
@@ -53,6 +61,7 @@ from .functional import (
     safe_softmax,
     scaled_dot_product_attention,
 )
+from .gpt import GPT, filter_logits
 from .positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -75,6 +84,7 @@ from .seq2seq import (
     gru_seq2seq,
 )
 from .shapes import ShapeTrace, ShapeTracer, trace_shapes
+from .train import inverse_sqrt_schedule
 from .transformer import (
     AttentionMaps,
     Decoder,
@@ -177,6 +187,32 @@ __all__ = [
     "load_tokenizer",
     "mean_pooling",
     "WordPieceTokenizer",
+    # decoding, text data and training pieces (chapters 08, 10)
+    "KVCache",
+    "TEXT_TO_TEXT_TASKS",
+    "TaskExample",
+    "TextToText",
+    "CharTokenizer",
+    "load_pydoc_topics",
+    "lm_batches",
+    "BeamSearchOutput",
+    "beam_search",
+    "sequence_log_prob",
+    "inverse_sqrt_schedule",
+    # GPT (chapter 10)
+    "gpt",
+    "GPT",
+    "filter_logits",
+    # efficient attention and training on several processes (chapter 14)
+    "efficient",
+    "distributed",
+    "tiled_attention",
+    "PeakMemory",
+    "DistributedBatches",
+    "DistributedContext",
+    "init_distributed",
+    "shutdown_distributed",
+    "wrap_model",
     # the vision transformer (chapter 12)
     "vit",
     "ViTConfig",

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .functional import check_attn_mask, scaled_dot_product_attention
 
-__all__ = ["MultiHeadAttention", "merge_masks"]
+__all__ = ["MultiHeadAttention", "KVCache", "merge_masks"]
 
 
 def merge_masks(
@@ -99,6 +99,82 @@ def merge_masks(
             m = torch.zeros(m.shape, dtype=dtype, device=device).masked_fill(~m, float("-inf"))
         merged_float = merged_float + m
     return merged_float
+
+
+class KVCache:
+    """The keys and values one self-attention layer has computed so far, for generation.
+
+    A decoder that generates token by token recomputes, without a cache, the keys and
+    values of the whole prefix at every step, although they never change (the model is
+    causal). A ``KVCache`` keeps them: each step appends the new position's key and
+    value and attends over everything stored (Pope et al., 2023, "Efficiently scaling
+    transformer inference", section 2). Pass one per layer as
+    ``MultiHeadAttention.forward(..., kv_cache=cache)``; the layer appends to it.
+
+    The buffers are allocated once, ``(B, H, max_len, Dh)``, at the first
+    :meth:`append`, so a step copies one position instead of the whole prefix. The
+    cache is for inference: use it under ``torch.no_grad()``.
+
+    Args:
+        max_len: the most positions it can hold.
+
+    Chapter 10.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
+            raise ValueError(f"max_len must be a positive int (got {max_len!r})")
+        self.max_len = max_len
+        self.length = 0
+        self.keys: Optional[Tensor] = None
+        self.values: Optional[Tensor] = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length}, max_len={self.max_len})"
+
+    def append(self, keys: Tensor, values: Tensor) -> Tuple[Tensor, Tensor]:
+        """Store the new positions' keys and values; return all stored so far.
+
+        Args:
+            keys: the new positions' keys, already split into heads.
+            values: the new positions' values.
+
+        Shapes:
+            keys, values: ``(B, H, T, Dh)``; returns two ``(B, H, L + T, Dh)`` views,
+            ``L`` the length before the call.
+
+        Returns:
+            ``(all_keys, all_values)``.
+        """
+        for name, t in (("keys", keys), ("values", values)):
+            if not isinstance(t, Tensor) or t.dim() != 4:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be a tensor of shape (B, H, T, Dh) (got {got})")
+        if keys.shape != values.shape:
+            raise ValueError(f"keys and values must have the same shape (got {tuple(keys.shape)} and {tuple(values.shape)})")
+        B, H, T, Dh = keys.shape
+        end = self.length + T
+        if end > self.max_len:
+            raise ValueError(f"KVCache holds at most max_len={self.max_len} positions (got {self.length} + {T} = {end})")
+        if self.keys is None or self.values is None:
+            self.keys = keys.new_empty(B, H, self.max_len, Dh)  # (B, H, max_len, Dh)
+            self.values = values.new_empty(B, H, self.max_len, Dh)
+        elif self.keys.shape[:2] != (B, H) or self.keys.size(3) != Dh or self.keys.dtype != keys.dtype:
+            raise ValueError(
+                f"keys must match the cache's (B, H, *, Dh) = ({self.keys.size(0)}, {self.keys.size(1)}, *, "
+                f"{self.keys.size(3)}) and dtype {self.keys.dtype} (got {tuple(keys.shape)}, {keys.dtype})"
+            )
+        self.keys[:, :, self.length:end] = keys
+        self.values[:, :, self.length:end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def reset(self) -> None:
+        """Forget every stored position (the buffers are kept)."""
+        self.length = 0
 
 
 class MultiHeadAttention(nn.Module):
@@ -199,6 +275,7 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
         average_attn_weights: bool = True,
         is_causal: bool = False,
+        kv_cache: Optional[KVCache] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Attend from ``query`` to ``key``/``value``.
 
@@ -213,6 +290,11 @@ class MultiHeadAttention(nn.Module):
             average_attn_weights: average the returned weights over heads.
             is_causal: forbid attending to later positions (may be combined with
                 the masks above).
+            kv_cache: self-attention during generation (chapter 10): the new
+                positions' keys and values are appended to this :class:`KVCache` and
+                the queries attend over all it holds, ``S = len(cache)`` after the
+                append; ``is_causal`` then lets query ``i`` see keys up to its own
+                position ``S - T + i``. ``key_padding_mask`` must cover all ``S``.
 
         Shapes:
             query: ``(B, T, D)``; key: ``(B, S, kdim)``; value: ``(B, S, vdim)``;
@@ -224,16 +306,26 @@ class MultiHeadAttention(nn.Module):
         """
         self._check_inputs(query, key, value)
         B, T, _ = query.shape
-        S = key.size(1)
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
+        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+        if kv_cache is not None:
+            if not isinstance(kv_cache, KVCache):
+                raise TypeError(f"kv_cache must be a KVCache or None (got {type(kv_cache).__name__})")
+            past = len(kv_cache)
+            k, v = kv_cache.append(k, v)  # (B, H, past + S_new, Dh): the whole prefix
+            if is_causal and past > 0:  # queries sit at positions past .. past + T - 1
+                if T > 1:
+                    if attn_mask is not None:
+                        raise ValueError("attn_mask cannot be combined with is_causal on a non-empty kv_cache")
+                    attn_mask = torch.ones(T, k.size(2), dtype=torch.bool, device=q.device).tril(diagonal=past)
+                is_causal = False  # a single newest query may see every key
+        S = k.size(2)
         mask = merge_masks(
             attn_mask, key_padding_mask, is_causal, B, self.num_heads, T, S, query.dtype, query.device
         )
         dropout_p = self.dropout if self.training else 0.0
         only_causal = is_causal and attn_mask is None and key_padding_mask is None
-
-        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
-        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
-        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
 
         weights: Optional[Tensor] = None
         if need_weights or not self.fused:  # readable path: the weights are visible

@@ -438,3 +438,314 @@ class NumberTranslation:
                 yield self.collate([self._draw(rng, split, k) for k in counts])
 
         return stream()
+
+
+# === Character-level text: tokenizer, corpus and language-model batches ==============
+# (chapter 10, GPT; section appended by the GPT work of issue 7)
+
+__all__ += ["CharTokenizer", "load_pydoc_topics", "lm_batches"]
+
+
+class CharTokenizer:
+    """One token per character: the simplest tokenizer, and one without unknown words.
+
+    Chapter 10 trains a character-level GPT with it, as Karpathy's char-rnn and
+    nanoGPT do on Shakespeare. Ids are given in sorted character order, so the same
+    text always gives the same vocabulary.
+
+    Args:
+        chars: the characters of the vocabulary (duplicates are dropped).
+
+    Chapter 10.
+    """
+
+    def __init__(self, chars: Iterable[str]) -> None:
+        if isinstance(chars, str):
+            chars = list(chars)
+        unique = sorted(set(chars))
+        for c in unique:
+            if not isinstance(c, str) or len(c) != 1:
+                raise ValueError(f"chars must be single characters (got {c!r})")
+        if not unique:
+            raise ValueError("chars must not be empty")
+        self.chars: List[str] = unique
+        self.char_to_id: Dict[str, int] = {c: i for i, c in enumerate(unique)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        """The tokenizer whose vocabulary is every character that occurs in ``text``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str (got {type(text).__name__})")
+        return cls(text)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of tokens ``V``."""
+        return len(self.chars)
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+    def encode(self, text: str) -> Tensor:
+        """Token ids of ``text``.
+
+        Shapes:
+            returns ``(N,)`` int64 for a text of ``N`` characters.
+
+        Raises:
+            ValueError: a character is not in the vocabulary.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str (got {type(text).__name__})")
+        try:
+            ids = [self.char_to_id[c] for c in text]
+        except KeyError as err:
+            raise ValueError(f"text holds the character {err.args[0]!r}, which is not in the vocabulary") from None
+        return torch.tensor(ids, dtype=torch.long)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of token ids (a 1-d tensor or a sequence of ints)."""
+        if isinstance(ids, Tensor):
+            if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+                raise ValueError(f"ids must be a 1-d integer tensor (got shape {tuple(ids.shape)}, dtype {ids.dtype})")
+            ids = ids.tolist()
+        out = []
+        for i in ids:
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
+                raise ValueError(f"ids must be ints in [0, {self.vocab_size}) (got {i!r})")
+            out.append(self.chars[i])
+        return "".join(out)
+
+
+def load_pydoc_topics(val_fraction: float = 0.1) -> Tuple[str, str]:
+    """The English help text that ships with CPython, split into training and validation.
+
+    ``pydoc_data.topics`` holds the text of ``help("if")``, ``help("with")`` and the
+    other language topics (about 80 of them, some 460,000 characters): a small corpus
+    of technical English that every Python installation has, so nothing is downloaded.
+    The topics are joined in sorted order with a blank line between them and the last
+    ``val_fraction`` of the characters is the validation text, so the two splits share
+    no passage. The exact text depends on the Python version.
+
+    Args:
+        val_fraction: the share of characters held out, in ``(0, 1)``.
+
+    Returns:
+        ``(train_text, val_text)``.
+
+    Chapter 10.
+    """
+    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in (0, 1) (got {val_fraction!r})")
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[name].strip() for name in sorted(topics))
+    cut = int(round(len(text) * (1 - val_fraction)))
+    return text[:cut], text[cut:]
+
+
+def lm_batches(ids: Tensor, batch_size: int, block_size: int, seed: int) -> Iterator[Tuple[Tensor, Tensor]]:
+    """Random windows of a token stream for next-token training, forever.
+
+    Each example is ``block_size + 1`` consecutive tokens from a random offset: the
+    input is the first ``block_size``, the target the last ``block_size`` (the input
+    shifted left by one). The ``batches`` argument of :func:`attnlib.train.fit`.
+
+    Args:
+        ids: the token stream.
+        batch_size: windows per batch ``B``.
+        block_size: window length ``T``.
+        seed: the seed of the stream's own generator.
+
+    Shapes:
+        ids: ``(N,)`` with ``N > T``; yields ``(inputs, targets)``, each ``(B, T)``.
+
+    Returns:
+        An endless iterator of ``(inputs, targets)`` on ``ids``'s device.
+
+    Chapter 10.
+    """
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        got = f"shape {tuple(ids.shape)}, dtype {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
+        raise ValueError(f"ids must be a 1-d integer tensor (got {got})")
+    for name, value in (("batch_size", batch_size), ("block_size", block_size), ("seed", seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} int (got {value!r})")
+    if ids.numel() <= block_size:
+        raise ValueError(f"ids must be longer than block_size={block_size} (got {ids.numel()} tokens)")
+    gen = torch.Generator().manual_seed(seed)
+    offsets = torch.arange(block_size + 1)
+
+    def stream() -> Iterator[Tuple[Tensor, Tensor]]:
+        while True:
+            starts = torch.randint(ids.numel() - block_size, (batch_size, 1), generator=gen)
+            windows = ids[(starts + offsets).to(ids.device)]  # (B, T + 1)
+            yield windows[:, :-1], windows[:, 1:]
+
+    return stream()
+
+
+# === Multi-task text-to-text data (chapter 08; owner: the chapter 08 helper) ===========
+#
+# One model, several tasks, told apart by a prefix token in the source: the recipe of
+# T5 (Raffel et al., 2020), where every task is "text in, text out". The tasks reuse
+# the running task's numbers, splits and batches:
+#
+#   translate:  "translate: 12 907 40" -> "twelve , nine hundred seven , forty"
+#   reverse:    "reverse: 12 907 40"   -> "40 907 12"   (the numbers in reverse order)
+#   sort:       "sort: 12 907 40"      -> "12 40 907"   (the numbers in increasing order)
+
+TEXT_TO_TEXT_TASKS: Tuple[str, ...] = ("translate", "reverse", "sort")
+
+
+@dataclass(frozen=True)
+class TaskExample:
+    """One example of :class:`TextToText`: a task name and the numbers it works on.
+
+    Attributes:
+        task: ``"translate"``, ``"reverse"`` or ``"sort"``.
+        numbers: the integers, 0 to 999 each.
+    """
+
+    task: str
+    numbers: Tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """``K``, how many numbers."""
+        return len(self.numbers)
+
+    @property
+    def src(self) -> List[str]:
+        """The prefix token (``"sort:"``) then the characters of the numbers."""
+        return [f"{self.task}:"] + list(" ".join(str(n) for n in self.numbers))
+
+    @property
+    def tgt(self) -> List[str]:
+        """The words of the numbers (translate), or the characters of the reordered numbers."""
+        if self.task == "translate":
+            return Example(self.numbers).tgt
+        ordered = self.numbers[::-1] if self.task == "reverse" else sorted(self.numbers)
+        return list(" ".join(str(n) for n in ordered))
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.src[:1])} {''.join(self.src[1:])} -> {' '.join(self.tgt)}"
+
+
+class TextToText:
+    """Several tasks over the running task's numbers, one prefix token per task (T5-style).
+
+    The source is a task token (``"translate:"``, ``"reverse:"``, ``"sort:"``) followed
+    by the digits of ``K`` numbers; the target is in one shared output vocabulary (the
+    number words, ``,``, the digits and the space). Splits follow the numbers
+    (:func:`split_of`), so a test sequence of numbers is unseen in training for every
+    task. Batches are :class:`Seq2SeqBatch` tuples, so ``attnlib.train.seq2seq_loss``
+    and ``attnlib.decoding.translate`` work unchanged.
+
+    Args:
+        tasks: the task names to mix, a non-empty subset of ``TEXT_TO_TEXT_TASKS``.
+        max_count, min_count, digit_weights: as in :class:`NumberTranslation`.
+
+    Chapter 08 (Raffel et al., 2020).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str] = TEXT_TO_TEXT_TASKS,
+        max_count: int = 10,
+        min_count: int = 1,
+        digit_weights: Tuple[float, float, float] = (1.0, 1.0, 4.0),
+    ) -> None:
+        tasks = tuple(tasks)
+        unknown = [t for t in tasks if t not in TEXT_TO_TEXT_TASKS]
+        if not tasks or unknown or len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks must be distinct names from {TEXT_TO_TEXT_TASKS}, at least one (got {tasks})")
+        self.tasks = tasks
+        self.numbers = NumberTranslation(max_count, min_count, digit_weights)
+        digits = list("0123456789 ")
+        self.src_vocab = Vocab([f"{t}:" for t in tasks] + digits)
+        self.tgt_vocab = Vocab(list(self.numbers.tgt_vocab.itos[len(SPECIALS):]) + digits)
+
+    def __repr__(self) -> str:
+        return f"TextToText(tasks {self.tasks}, K in {self.numbers.min_count}..{self.numbers.max_count})"
+
+    @property
+    def counts(self) -> List[int]:
+        """Every number count ``K`` the tasks draw."""
+        return self.numbers.counts
+
+    @property
+    def max_target_len(self) -> int:
+        """The longest decoder sequence of any task, ``<eos>`` included."""
+        K = self.numbers.max_count
+        longest_digits = 4 * K  # three digits and a space per number, the last space replaced by <eos>
+        return max(self.numbers.max_target_len if "translate" in self.tasks else 0, longest_digits)
+
+    def _check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise ValueError(f"task must be one of {self.tasks} (got {task!r})")
+
+    def sample(self, n: int, seed: int, split: str = "train") -> List[TaskExample]:
+        """Draw ``n`` examples, the task uniform over ``tasks`` and ``K`` uniform.
+
+        Returns:
+            ``n`` :class:`TaskExample` objects of the split.
+        """
+        rng = random.Random(f"text-to-text-{seed}")
+        numbers = self.numbers.sample(n, seed, split)
+        return [TaskExample(rng.choice(self.tasks), e.numbers) for e in numbers]
+
+    def dataset(self, task: str, split: str, per_count: int, seed: int) -> List[TaskExample]:
+        """A fixed evaluation set of one task: the numbers of :meth:`NumberTranslation.dataset`.
+
+        Every task gets the same sequences of numbers for the same ``seed``, so the
+        per-task scores compare like with like.
+
+        Returns:
+            ``per_count`` examples for every ``K`` (fewer at ``K = 1``), ordered by ``K``.
+        """
+        self._check_task(task)
+        return [TaskExample(task, e.numbers) for e in self.numbers.dataset(split, per_count, seed)]
+
+    def collate(self, examples: Sequence[TaskExample], device: Optional[torch.device] = None) -> Seq2SeqBatch:
+        """Encode and pad examples into one :class:`Seq2SeqBatch` (see :meth:`NumberTranslation.collate`)."""
+        if not examples:
+            raise ValueError("examples must not be empty")
+        bad = next((e for e in examples if not isinstance(e, TaskExample)), None)
+        if bad is not None:
+            raise TypeError(f"examples must be TaskExample objects (got {type(bad).__name__})")
+        for e in examples:
+            self._check_task(e.task)
+        src = _pad([self.src_vocab.encode(e.src) for e in examples], device)
+        tgt = [self.tgt_vocab.encode(e.tgt) for e in examples]
+        tgt_in = _pad([[BOS_ID] + t for t in tgt], device)
+        tgt_out = _pad([t + [EOS_ID] for t in tgt], device)
+        return Seq2SeqBatch(src, src == PAD_ID, tgt_in, tgt_out)
+
+    def batches(self, batch_size: int, seed: int, split: str = "train") -> Iterator[Seq2SeqBatch]:
+        """Fresh random batches of mixed tasks forever (for ``attnlib.train.fit``).
+
+        Returns:
+            An endless iterator of :class:`Seq2SeqBatch` on the CPU.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        self.numbers._check_split(split)
+        rng = random.Random(f"text-to-text-{split}-stream-{seed}")
+        base = self.numbers
+
+        def stream() -> Iterator[Seq2SeqBatch]:
+            while True:
+                drawn = []
+                for _ in range(batch_size):
+                    numbers = base._draw(rng, split, rng.randint(base.min_count, base.max_count)).numbers
+                    drawn.append(TaskExample(rng.choice(self.tasks), numbers))
+                yield self.collate(drawn)
+
+        return stream()
+
+
+__all__ += ["TEXT_TO_TEXT_TASKS", "TaskExample", "TextToText"]

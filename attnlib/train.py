@@ -29,6 +29,7 @@ __all__ = [
     "History",
     "fit",
     "cosine_schedule",
+    "inverse_sqrt_schedule",
     "move_to",
     "seq2seq_loss",
     "token_accuracy",
@@ -117,6 +118,42 @@ def cosine_schedule(steps: int, warmup: int = 0, final: float = 0.1) -> Callable
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, steps - warmup - 1)
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return multiplier
+
+
+def inverse_sqrt_schedule(warmup: int, d_model: Optional[int] = None) -> Callable[[int], float]:
+    """Learning-rate multiplier of Vaswani et al. (2017, section 5.3): linear warm-up, then ``1/sqrt(step)``.
+
+    The paper sets ``lr = d_model ** -0.5 * min(n ** -0.5, n * warmup ** -1.5)`` at
+    step ``n`` (counted from 1): it rises linearly for ``warmup`` steps and then decays
+    with the inverse square root of the step number, never reaching zero.
+
+    * ``d_model=None``: the multiplier is scaled to peak at exactly 1 at step
+      ``warmup``, so :func:`fit`'s ``lr`` is the peak learning rate.
+    * ``d_model`` given: the multiplier *is* the paper's learning rate; pass
+      ``lr=1.0`` to :func:`fit` (the paper's base model, ``d_model=512`` and
+      ``warmup=4000``, peaks at about 7e-4).
+
+    Args:
+        warmup: steps of linear warm-up (4000 in the paper).
+        d_model: the model width, for the paper's absolute scale.
+
+    Returns:
+        A function ``step -> multiplier`` (step counted from 0), for :func:`fit`'s
+        ``lr_lambda``.
+
+    Chapter 08.
+    """
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
+        raise ValueError(f"warmup must be a positive int (got {warmup!r})")
+    if d_model is not None and (not isinstance(d_model, int) or isinstance(d_model, bool) or d_model < 1):
+        raise ValueError(f"d_model must be None or a positive int (got {d_model!r})")
+    scale = d_model ** -0.5 if d_model is not None else warmup**0.5  # the latter makes the peak 1
+
+    def multiplier(step: int) -> float:
+        n = step + 1
+        return scale * min(n**-0.5, n * warmup**-1.5)
 
     return multiplier
 
@@ -248,7 +285,11 @@ def seq2seq_loss(model: nn.Module, batch: Any, pad_id: int = 0, label_smoothing:
         batch: an ``attnlib.data.Seq2SeqBatch`` (fields ``src``,
             ``src_key_padding_mask``, ``tgt_in``, ``tgt_out``).
         pad_id: the padding id, ignored in the mean (``attnlib.data.PAD_ID`` is 0).
-        label_smoothing: as in ``torch.nn.functional.cross_entropy``.
+        label_smoothing: ``epsilon`` in ``[0, 1)``: the target distribution puts
+            ``1 - epsilon`` on the right token and spreads ``epsilon`` evenly over all
+            ``V`` tokens (Szegedy et al., 2016; Vaswani et al., 2017 use 0.1), as in
+            ``torch.nn.functional.cross_entropy``. The loss then stays above zero
+            even for a perfect model.
 
     Shapes:
         logits ``(B, T, V)`` against ``tgt_out`` ``(B, T)``; returns a scalar.
@@ -256,6 +297,8 @@ def seq2seq_loss(model: nn.Module, batch: Any, pad_id: int = 0, label_smoothing:
     Returns:
         The loss, a scalar tensor.
     """
+    if not isinstance(label_smoothing, (int, float)) or isinstance(label_smoothing, bool) or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1) (got {label_smoothing!r})")
     for name in ("src", "src_key_padding_mask", "tgt_in", "tgt_out"):
         if not hasattr(batch, name):
             raise TypeError(f"batch must have the fields of a Seq2SeqBatch (missing {name!r} in {type(batch).__name__})")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention
+from .attention import KVCache, MultiHeadAttention
 from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
 __all__ = [
@@ -255,6 +255,7 @@ class EncoderLayer(_Sublayers):
         src_key_padding_mask: Optional[Tensor] = None,
         is_causal: bool = False,
         need_weights: bool = False,
+        kv_cache: Optional[KVCache] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Run one encoder layer.
 
@@ -265,6 +266,9 @@ class EncoderLayer(_Sublayers):
             src_key_padding_mask: ``True`` at padding positions.
             is_causal: let position ``i`` attend to ``0..i`` only.
             need_weights: also return the self-attention weights (readable path).
+            kv_cache: generation with a key-value cache (chapter 10): ``src`` holds only
+                the new positions, and self-attention also reads the cached earlier
+                ones (see :class:`attnlib.attention.KVCache`).
 
         Shapes:
             src: ``(B, S, D)``; src_key_padding_mask: ``(B, S)``; returns ``(B, S, D)``
@@ -276,7 +280,7 @@ class EncoderLayer(_Sublayers):
         h = self._sublayer_input(src, self.norm1)
         h, weights = self.self_attn(
             h, h, h, attn_mask=src_mask, key_padding_mask=src_key_padding_mask,
-            need_weights=need_weights, average_attn_weights=False, is_causal=is_causal,
+            need_weights=need_weights, average_attn_weights=False, is_causal=is_causal, kv_cache=kv_cache,
         )
         x = self._add_and_norm(src, self.dropout1(h), self.norm1)
         h = self.feed_forward(self._sublayer_input(x, self.norm2))

@@ -71,3 +71,55 @@ def test_errors():
         accuracy_by_bucket([True, False], [1])
     with pytest.raises(ValueError, match="correct must not be empty"):
         accuracy_by_bucket([], [])
+
+
+# --- chapter 08: label smoothing and the warm-up schedule of Vaswani et al. ------------
+
+from attnlib.train import inverse_sqrt_schedule  # noqa: E402
+
+
+def test_label_smoothing_matches_its_definition_and_ignores_padding():
+    torch.manual_seed(0)
+    tgt_out = torch.tensor([[5, 6, EOS_ID], [7, EOS_ID, PAD_ID]])
+    batch = Seq2SeqBatch(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1, dtype=torch.bool), tgt_out, tgt_out)
+    logits = torch.randn(2, 3, 9, dtype=torch.float64)
+    eps = 0.1
+    real = tgt_out != PAD_ID
+    log_p = logits[real].log_softmax(-1)  # (N, V) at real positions only
+    nll = -log_p.gather(1, tgt_out[real][:, None])[:, 0]
+    uniform = -log_p.mean(-1)  # cross-entropy against the uniform distribution
+    expected = ((1 - eps) * nll + eps * uniform).mean()
+    torch.testing.assert_close(seq2seq_loss(Fixed(logits), batch, label_smoothing=eps), expected, rtol=0, atol=1e-12)
+    # A perfect, confident model still pays for smoothing; without it the loss is ~0.
+    perfect = torch.nn.functional.one_hot(tgt_out, 9).double() * 50.0
+    assert float(seq2seq_loss(Fixed(perfect), batch).detach()) < 1e-12
+    assert float(seq2seq_loss(Fixed(perfect), batch, label_smoothing=eps).detach()) > 1.0
+    for bad in (-0.1, 1.0, "0.1", True):
+        with pytest.raises(ValueError, match=rf"label_smoothing must be a number in \[0, 1\) \(got {bad!r}\)"):
+            seq2seq_loss(Fixed(logits), batch, label_smoothing=bad)  # type: ignore[arg-type]
+
+
+def test_inverse_sqrt_schedule():
+    warmup = 100
+    f = inverse_sqrt_schedule(warmup)
+    values = [f(s) for s in range(1000)]
+    assert max(values) == pytest.approx(1.0) and values.index(max(values)) == warmup - 1  # peak at step n = warmup
+    assert values[0] == pytest.approx(1 / warmup)  # linear rise from 1/warmup
+    assert values[49] == pytest.approx(0.5)
+    assert values[4 * warmup - 1] == pytest.approx(0.5)  # then 1/sqrt: four times the steps, half the rate
+    assert all(a < b for a, b in zip(values[:warmup - 1], values[1:warmup]))
+    assert all(a > b > 0 for a, b in zip(values[warmup:-1], values[warmup + 1 :]))
+    # The paper's absolute rate: d_model ** -0.5 * min(n ** -0.5, n * warmup ** -1.5).
+    paper = inverse_sqrt_schedule(4000, d_model=512)
+    for n in (1, 100, 4000, 10000):
+        assert paper(n - 1) == pytest.approx(512**-0.5 * min(n**-0.5, n * 4000**-1.5))
+    assert paper(3999) == pytest.approx(7.0e-4, rel=0.02)
+    # It plugs into fit as lr_lambda.
+    model = torch.nn.Linear(2, 1)
+    history = fit(model, lambda m, b: m(b).pow(2).mean(), [torch.ones(4, 2)], steps=5, lr=0.1,
+                  lr_lambda=inverse_sqrt_schedule(2), progress=False)
+    assert history.lr == pytest.approx([0.1 * f for f in (2**-0.5 * 2**0.5 / 2, 1.0, 3**-0.5 * 2**0.5, 0.5 * 2**0.5, 5**-0.5 * 2**0.5)])
+    with pytest.raises(ValueError, match=r"warmup must be a positive int \(got 0\)"):
+        inverse_sqrt_schedule(0)
+    with pytest.raises(ValueError, match=r"d_model must be None or a positive int \(got 0.5\)"):
+        inverse_sqrt_schedule(10, d_model=0.5)  # type: ignore[arg-type]

@@ -1,0 +1,289 @@
+"""GPT: a decoder-only, causal transformer language model, with a key-value cache.
+
+Chapter 10 trains a small one on characters. The model is a stack of attnlib's
+:class:`~attnlib.transformer.EncoderLayer` run with ``is_causal=True`` (the "decoder"
+of GPT has no cross-attention, so it is an encoder layer with a causal mask), pre-norm
+and GELU as in GPT-2 (Radford et al., 2018 and 2019), learned positions, a final
+LayerNorm, and an output head that shares its weight with the token embedding.
+
+Generation samples one token at a time with temperature, top-k and top-p (nucleus,
+Holtzman et al., 2020) filtering. With ``use_cache=True`` every layer keeps the keys
+and values of the prefix in an :class:`~attnlib.attention.KVCache`, so a step runs the
+model on the newest token only; without it a step reruns the whole prefix. Both give
+the same logits (the tests check this in float64).
+
+Shape legend: ``B`` batch, ``T`` sequence length, ``D`` model width, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import KVCache
+from .transformer import Encoder, TransformerConfig
+
+__all__ = ["GPT", "filter_logits"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def filter_logits(
+    logits: Tensor, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None
+) -> Tensor:
+    """Next-token logits after temperature, top-k and top-p; removed tokens get ``-inf``.
+
+    * temperature ``tau``: ``softmax(logits / tau)``; below 1 sharpens, above 1
+      flattens the distribution.
+    * top-k: keep the ``k`` most likely tokens (ties at the ``k``-th value are kept).
+    * top-p (nucleus, Holtzman et al., 2020): keep the smallest set of most likely
+      tokens whose probability (after temperature and top-k) reaches ``p``; the most
+      likely token is always kept.
+
+    Args:
+        logits: unnormalised scores.
+        temperature: positive; ``0`` is handled by :meth:`GPT.generate` as greedy.
+        top_k: positive int or ``None`` (no limit).
+        top_p: in ``(0, 1]`` or ``None`` (no limit).
+
+    Shapes:
+        logits: ``(B, V)``; returns ``(B, V)``.
+
+    Returns:
+        Filtered logits; ``softmax`` of them is the sampling distribution.
+
+    Chapter 10.
+    """
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.dtype.is_floating_point:
+        got = f"shape {tuple(logits.shape)}, dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a floating tensor of shape (B, V) (got {got})")
+    if not _is_number(temperature) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number (got {temperature!r})")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive int (got {top_k!r})")
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be None or a number in (0, 1] (got {top_p!r})")
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability of the more likely tokens
+        drop_sorted = before >= top_p  # the nucleus already reached p without this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+class GPT(nn.Module):
+    """A decoder-only transformer language model (Radford et al., 2018, 2019).
+
+    ``tokens -> token embedding + learned position -> num_layers causal pre-norm
+    blocks -> LayerNorm -> logits``; the output head is the transposed token embedding
+    (tied weights, Press and Wolf, 2017). Logit ``t`` depends on tokens ``0..t`` only.
+
+    The blocks are :class:`~attnlib.transformer.EncoderLayer` (self-attention is
+    :class:`~attnlib.attention.MultiHeadAttention`) built from a
+    :class:`~attnlib.transformer.TransformerConfig` with ``norm_first=True``,
+    ``activation="gelu"``, no padding token and ``num_encoder_layers=num_layers``
+    (the config's decoder fields are unused), stored as ``self.config``.
+
+    Args:
+        vocab_size: number of tokens ``V``.
+        d_model: width ``D``.
+        num_heads: attention heads; must divide ``d_model``.
+        num_layers: number of blocks.
+        dim_feedforward: hidden width of the feed-forward networks (default ``4 D``).
+        dropout: dropout on embeddings, attention weights and sublayer outputs.
+        max_len: the longest sequence (prompt plus generated tokens) it can read.
+
+    Chapter 10.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 4,
+        dim_feedforward: Optional[int] = None,
+        dropout: float = 0.1,
+        max_len: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.config = TransformerConfig(
+            src_vocab_size=vocab_size,
+            tgt_vocab_size=vocab_size,
+            d_model=d_model,
+            num_heads=num_heads,
+            num_encoder_layers=num_layers,
+            num_decoder_layers=1,
+            dim_feedforward=4 * d_model if dim_feedforward is None else dim_feedforward,
+            dropout=dropout,
+            activation="gelu",
+            norm_first=True,
+            final_norm=True,
+            positional="learned",
+            max_len=max_len,
+            pad_id=None,
+            tie_output_embedding=True,
+        )
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.position_embedding = nn.Embedding(max_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = Encoder(self.config)  # the causal blocks and the final LayerNorm
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.head.weight = self.token_embedding.weight  # tied: one (V, D) matrix
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: ``N(0, 0.02)`` weights, zero biases, unit LayerNorms.
+
+        The output projections of attention and feed-forward are scaled by
+        ``1 / sqrt(2 * num_layers)``, so the residual stream's variance does not grow
+        with depth (Radford et al., 2019, section 2.3).
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        scale = 0.02 / (2 * self.config.num_encoder_layers) ** 0.5
+        for layer in self.blocks.layers:
+            nn.init.normal_(layer.self_attn.out_proj.weight, std=scale)
+            nn.init.normal_(layer.feed_forward.linear2.weight, std=scale)
+
+    def new_cache(self) -> List[KVCache]:
+        """One empty :class:`~attnlib.attention.KVCache` per block, for :meth:`forward`."""
+        return [KVCache(self.max_len) for _ in self.blocks.layers]
+
+    def _check_tokens(self, tokens: Tensor, past: int) -> None:
+        if not isinstance(tokens, Tensor):
+            raise TypeError(f"tokens must be a torch.Tensor of token ids (got {type(tokens).__name__})")
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must hold integer token ids (got dtype {tokens.dtype})")
+        if tokens.dim() != 2 or tokens.size(1) == 0:
+            raise ValueError(f"tokens must have shape (B, T) with T >= 1 (got shape {tuple(tokens.shape)})")
+        if past + tokens.size(1) > self.max_len:
+            raise ValueError(
+                f"sequence length must be at most max_len={self.max_len} (got {past} cached + {tokens.size(1)} new)"
+            )
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.vocab_size:
+            raise ValueError(f"token ids must be in [0, {self.vocab_size}) (got ids from {low} to {high})")
+
+    def forward(self, tokens: Tensor, kv_cache: Optional[List[KVCache]] = None) -> Tensor:
+        """Next-token logits at every position.
+
+        Args:
+            tokens: token ids. With ``kv_cache`` they are the *new* tokens, which
+                follow the ``len(kv_cache[0])`` tokens already cached.
+            kv_cache: ``None``, or :meth:`new_cache`'s list, which every call extends.
+
+        Shapes:
+            tokens: ``(B, T)``; returns ``(B, T, V)``.
+
+        Returns:
+            Logits; position ``t`` predicts the token after ``t`` from tokens ``0..t``.
+        """
+        if kv_cache is not None and (
+            not isinstance(kv_cache, list)
+            or len(kv_cache) != len(self.blocks.layers)
+            or not all(isinstance(c, KVCache) for c in kv_cache)
+        ):
+            raise TypeError(f"kv_cache must be None or a list of {len(self.blocks.layers)} KVCache (use new_cache())")
+        past = len(kv_cache[0]) if kv_cache is not None else 0
+        self._check_tokens(tokens, past)
+        positions = torch.arange(past, past + tokens.size(1), device=tokens.device)  # (T,)
+        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))  # (B, T, D)
+        for i, layer in enumerate(self.blocks.layers):
+            x, _ = layer(x, is_causal=True, kv_cache=None if kv_cache is None else kv_cache[i])
+        return self.head(self.blocks.norm(x))  # (B, T, V)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        use_cache: bool = True,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tensor:
+        """Continue ``prompt`` by sampling ``max_new_tokens`` tokens, one at a time.
+
+        Each step turns the last position's logits into a distribution with
+        :func:`filter_logits` and samples from it (``temperature=0``: take the most
+        likely token, greedy decoding). With ``use_cache`` the prompt runs once and
+        every later step runs the model on the newest token only, reading the earlier
+        keys and values from the caches; without it every step reruns the whole
+        sequence. The two give the same tokens. Runs in evaluation mode (no dropout)
+        and restores the previous mode.
+
+        Args:
+            prompt: the token ids to continue.
+            max_new_tokens: how many tokens to add (non-negative).
+            temperature: ``0`` (greedy) or positive.
+            top_k: keep only the ``k`` most likely tokens (``None``: all).
+            top_p: nucleus sampling threshold in ``(0, 1]`` (``None``: no limit).
+            use_cache: use key-value caches.
+            generator: the random generator of the sampling (on the model's device).
+
+        Shapes:
+            prompt: ``(B, T0)`` with ``T0 + max_new_tokens <= max_len``; returns
+            ``(B, T0 + max_new_tokens)``.
+
+        Returns:
+            The prompt followed by the generated tokens.
+        """
+        if not _is_int(max_new_tokens) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative int (got {max_new_tokens!r})")
+        if not _is_number(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a non-negative number, 0 for greedy (got {temperature!r})")
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool (got {use_cache!r})")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
+        self._check_tokens(prompt, 0)
+        if prompt.size(1) + max_new_tokens > self.max_len:
+            raise ValueError(
+                f"prompt length + max_new_tokens must be at most max_len={self.max_len} "
+                f"(got {prompt.size(1)} + {max_new_tokens})"
+            )
+        dummy = torch.zeros(1, 1)
+        filter_logits(dummy, temperature if temperature > 0 else 1.0, top_k, top_p)  # checks the arguments
+        was_training = self.training
+        self.eval()
+        try:
+            tokens = prompt
+            cache = self.new_cache() if use_cache else None
+            step_input = prompt
+            for _ in range(max_new_tokens):
+                logits = self(step_input if use_cache else tokens, kv_cache=cache)[:, -1]  # (B, V)
+                if temperature == 0:
+                    next_token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                else:
+                    probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
+                    next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                tokens = torch.cat([tokens, next_token], dim=1)
+                step_input = next_token
+        finally:
+            self.train(was_training)
+        return tokens
