@@ -1,9 +1,11 @@
 # attnlib and its book. Two commands on a fresh machine with Python 3.11 and pip:
 #
 #   make book   executes every notebook and builds the HTML book
-#   make test   unit tests, nbval over every notebook, and a book build (warnings are errors)
+#   make test   unit tests, nbval over every notebook, a book build of what nbval executed
+#               (warnings are errors) and a browser test of that book
 #
-# Both create a virtual environment in .venv when it is missing.
+# Both create a virtual environment in .venv when it is missing. make test also installs
+# Debian's Chromium (apt-get, as root) when /usr/bin/chromium is missing.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
@@ -19,11 +21,22 @@ export JUPYTER_PATH := $(CURDIR)/.ci/jupyter
 # Progress bars are for people at a screen; runs for the book and the tests hide them.
 export TQDM_DISABLE := 1
 
-.PHONY: book test lab venv unit nbval book-check clean help
+# What make test builds, all under _build/: the notebooks as nbval executed them, the
+# source tree of the test build (the book with those notebooks), and its HTML.
+EXECUTED := _build/executed
+STAGE    := _build/test-src
+TESTHTML := _build/test-html
+CHROMIUM := /usr/bin/chromium
+# The table of contents of the test build (a copy can be tried with make book-check TOC=...).
+TOC      ?= _toc.yml
+
+.PHONY: book test bench lab venv unit nbval book-check browser-test clean help
 
 help:
 	@echo "make book   - execute every notebook and build the HTML book into _build/html"
-	@echo "make test   - unit tests, nbval over every notebook, and a book build (warnings are errors)"
+	@echo "make test   - unit tests, nbval over every notebook, a book build of their outputs"
+	@echo "              (warnings are errors) and a browser test of that book (screenshots in _build/screenshots)"
+	@echo "make bench  - the benchmark suite: tables on screen, JSON in benchmarks/results/run.json"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make clean  - remove the build output (keeps .venv)"
 
@@ -40,14 +53,55 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
-# The test run: a book build that skips execution (nbval executes each notebook
-# once below), then the unit tests and nbval over every notebook in one pytest run.
-test: $(STAMP) book-check
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider
+# The test run executes every notebook once, under nbval, and builds and checks the
+# book from that run:
+#  1. unit tests and nbval over every notebook in one pytest run; conftest.py writes each
+#     notebook that passed, with its outputs, under $(EXECUTED);
+#  2. book-check: the book's sources with those executed notebooks are assembled in
+#     $(STAGE) and built with execution off, warnings as errors and nitpicky references
+#     (-n, the internal link check of Sphinx), into $(TESTHTML);
+#  3. browser-test: tests/browser drives Chromium over that HTML (pages, math, figures,
+#     internal links, search) and saves screenshots in _build/screenshots.
+# tests/browser needs the built book, so the first run leaves it to the last one.
+test: $(STAMP) $(CHROMIUM)
+	rm -rf $(EXECUTED)
+	$(BIN)/python -m pytest tests notebooks --ignore=tests/browser --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider --save-executed $(EXECUTED)
+	$(MAKE) --no-print-directory book-check browser-test
 
+# Every chapter in _toc.yml must have been executed by step 1: the test build never
+# executes a notebook itself, so a missing one would be a chapter without outputs.
 book-check: $(STAMP)
-	$(BIN)/jupyter-book config sphinx . > /dev/null
-	PYTHONPATH=$(CURDIR)/book/_ext $(BIN)/sphinx-build -b html -W -n --keep-going -q -D nb_execution_mode=off . _build/test-html
+	rm -rf $(STAGE) $(TESTHTML)
+	mkdir -p $(STAGE)
+	cp -R book notebooks _config.yml $(STAGE)/
+	cp $(TOC) $(STAGE)/_toc.yml
+	@for page in $$(sed -n 's/^ *- *file: *\(notebooks\/[^ ]*\) *$$/\1/p' $(TOC)); do \
+	  test -f $(EXECUTED)/$$page.ipynb || { echo "book-check: no executed copy of $$page.ipynb in $(EXECUTED) (did nbval run it and pass?)" >&2; exit 1; }; \
+	  cp $(EXECUTED)/$$page.ipynb $(STAGE)/$$page.ipynb; \
+	done
+	$(BIN)/jupyter-book config sphinx $(STAGE) > /dev/null
+	PYTHONPATH=$(CURDIR)/book/_ext $(BIN)/sphinx-build -b html -W -n --keep-going -q -D nb_execution_mode=off $(STAGE) $(TESTHTML)
+
+browser-test: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider --book-html $(TESTHTML)
+
+# The browser test drives Debian's Chromium (Playwright never downloads a browser).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+	  echo "make test needs Chromium at $(CHROMIUM) for the browser test; install it as root:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y chromium" >&2; \
+	  exit 1; \
+	fi
+
+# Benchmarks (never part of make test: timings on a shared machine are not pass/fail).
+# Every figure is a median after warm-up, every comparison a ratio measured in the same
+# run, and each kernel's output is checked before it is timed. BENCH_ARGS passes options,
+# e.g. make bench BENCH_ARGS="--quick --only attention".
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lab: $(STAMP)
 	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet -c constraints.txt jupyterlab

@@ -83,3 +83,20 @@ def test_every_toc_entry_exists_and_every_notebook_is_in_the_toc():
         assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml lists missing page {f}"
     for nb in NOTEBOOKS:
         assert f"notebooks/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_with_exercises_and_hidden_solutions(path):
+    cells = json.loads(path.read_text())["cells"]
+    starts = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+              and re.search(r"^## Exercises\s*$", "".join(c["source"]), flags=re.M)]
+    assert starts, f"{path.name}: no '## Exercises' section"
+    after = cells[starts[0] + 1:]
+    end = next((i for i, c in enumerate(after) if c["cell_type"] == "markdown"
+                and re.search(r"^## ", "".join(c["source"]), flags=re.M)), len(after))
+    section = after[:end]
+    solutions = [c for c in section if c["cell_type"] == "code"
+                 and "".join(c["source"]).lstrip().startswith("# Solution")]
+    assert len(solutions) >= 2, f"{path.name}: {len(solutions)} solution cells in '## Exercises' (want >= 2, each starting '# Solution')"
+    hidden = [c for c in solutions if "hide-cell" in c.get("metadata", {}).get("tags", [])]
+    assert len(hidden) == len(solutions), f"{path.name}: solution cells must be tagged hide-cell (revealed on click)"
