@@ -276,7 +276,10 @@ class GPT(nn.Module):
             cache = self.new_cache() if use_cache else None
             step_input = prompt
             for _ in range(max_new_tokens):
-                logits = self(step_input if use_cache else tokens, kv_cache=cache)[:, -1]  # (B, V)
+                # No gradients: generation needs none, and without autograd's bookkeeping
+                # each step is cheaper and the caches hold plain tensors, not a graph.
+                with torch.no_grad():
+                    logits = self(step_input if use_cache else tokens, kv_cache=cache)[:, -1]  # (B, V)
                 if temperature == 0:
                     next_token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
                 else:
