@@ -50,7 +50,7 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -264,6 +264,20 @@ def _pad(rows: Sequence[Sequence[int]], device: Optional[torch.device]) -> Tenso
     return out.to(device) if device is not None else out
 
 
+def _collate(src_vocab: Vocab, tgt_vocab: Vocab, examples: Sequence[Any], device: Optional[torch.device]) -> Seq2SeqBatch:
+    """Encode each example's ``src`` and ``tgt`` tokens (an :class:`Example` or a
+    :class:`TaskExample`) and pad them into one batch.
+
+    The target is shifted for teacher forcing: ``tgt_in`` starts with BOS and
+    ``tgt_out`` ends with EOS.
+    """
+    src = _pad([src_vocab.encode(e.src) for e in examples], device)
+    tgt = [tgt_vocab.encode(e.tgt) for e in examples]
+    tgt_in = _pad([[BOS_ID] + t for t in tgt], device)
+    tgt_out = _pad([t + [EOS_ID] for t in tgt], device)
+    return Seq2SeqBatch(src, src == PAD_ID, tgt_in, tgt_out)
+
+
 def group_by(items: Iterable[T_], key: Callable[[T_], K_]) -> Dict[K_, List[T_]]:
     """Group items by a key, keys in sorted order: ``group_by(test, lambda e: e.count)``.
 
@@ -409,11 +423,7 @@ class NumberTranslation:
         if not all(isinstance(e, Example) for e in examples):
             bad = next(e for e in examples if not isinstance(e, Example))
             raise TypeError(f"examples must be Example objects (got {type(bad).__name__})")
-        src = _pad([self.src_vocab.encode(e.src) for e in examples], device)
-        tgt = [self.tgt_vocab.encode(e.tgt) for e in examples]
-        tgt_in = _pad([[BOS_ID] + t for t in tgt], device)
-        tgt_out = _pad([t + [EOS_ID] for t in tgt], device)
-        return Seq2SeqBatch(src, src == PAD_ID, tgt_in, tgt_out)
+        return _collate(self.src_vocab, self.tgt_vocab, examples, device)
 
     def batches(self, batch_size: int, seed: int, split: str = "train") -> Iterator[Seq2SeqBatch]:
         """Fresh random batches forever: the ``batches`` argument of ``attnlib.train.fit``.
@@ -719,11 +729,7 @@ class TextToText:
             raise TypeError(f"examples must be TaskExample objects (got {type(bad).__name__})")
         for e in examples:
             self._check_task(e.task)
-        src = _pad([self.src_vocab.encode(e.src) for e in examples], device)
-        tgt = [self.tgt_vocab.encode(e.tgt) for e in examples]
-        tgt_in = _pad([[BOS_ID] + t for t in tgt], device)
-        tgt_out = _pad([t + [EOS_ID] for t in tgt], device)
-        return Seq2SeqBatch(src, src == PAD_ID, tgt_in, tgt_out)
+        return _collate(self.src_vocab, self.tgt_vocab, examples, device)
 
     def batches(self, batch_size: int, seed: int, split: str = "train") -> Iterator[Seq2SeqBatch]:
         """Fresh random batches of mixed tasks forever (for ``attnlib.train.fit``).

@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
@@ -27,6 +28,34 @@ def copy_weights(ours: attnlib.MultiHeadAttention, ref: nn.MultiheadAttention) -
         ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
         ref.out_proj.weight.copy_(ours.out_proj.weight)
         ref.out_proj.bias.copy_(ours.out_proj.bias)
+
+
+def checked_runs(
+    batch: int, length: int, width: int, heads: int, device: torch.device
+) -> Tuple[Dict[str, Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]:
+    """The three implementations, with the same weights, and an input ``(batch, length, width)``.
+
+    Correctness first: a benchmark of a wrong computation is worthless, so every
+    implementation's output is compared with torch's before anything is timed, and the
+    run stops if one disagrees.
+    """
+    torch.manual_seed(0)
+    ours = attnlib.MultiHeadAttention(width, heads).to(device)
+    ref = nn.MultiheadAttention(width, heads, batch_first=True).to(device)
+    copy_weights(ours, ref)
+    x = torch.randn(batch, length, width, device=device, requires_grad=True)
+    runs: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "torch.nn.MultiheadAttention": lambda t: ref(t, t, t, need_weights=False)[0],
+        "attnlib fused": lambda t: ours(t, t, t)[0],
+        "attnlib readable": lambda t: ours(t, t, t, need_weights=True)[0],
+    }
+    with torch.no_grad():
+        expected = runs["torch.nn.MultiheadAttention"](x)
+        for name, run in runs.items():
+            diff = (run(x) - expected).abs().max().item()
+            if not diff <= 1e-4:
+                raise SystemExit(f"mha {name}: outputs differ from torch by {diff:.2e} > 1e-04; not timing a wrong computation")
+    return runs, x
 
 
 def time_fwd_bwd(run, x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> float:
@@ -52,24 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    ours = attnlib.MultiHeadAttention(args.width, args.heads).to(device)
-    ref = nn.MultiheadAttention(args.width, args.heads, batch_first=True).to(device)
-    copy_weights(ours, ref)
-    x = torch.randn(args.batch, args.length, args.width, device=device, requires_grad=True)
-
-    runs = {
-        "torch.nn.MultiheadAttention": lambda t: ref(t, t, t, need_weights=False)[0],
-        "attnlib fused": lambda t: ours(t, t, t)[0],
-        "attnlib readable": lambda t: ours(t, t, t, need_weights=True)[0],
-    }
-    # Correctness first: a benchmark of a wrong computation is worthless.
-    with torch.no_grad():
-        expected = runs["torch.nn.MultiheadAttention"](x)
-        for name, run in runs.items():
-            diff = (run(x) - expected).abs().max().item()
-            if diff > 1e-4:
-                raise SystemExit(f"{name} disagrees with torch by {diff:.2e}; not timing it")
+    runs, x = checked_runs(args.batch, args.length, args.width, args.heads, device)
 
     results = {name: time_fwd_bwd(run, x, device, args.warmup, args.repeats) for name, run in runs.items()}
     base = results["torch.nn.MultiheadAttention"]

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_mha  # noqa: E402
 
-import attnlib  # noqa: E402
 from attnlib.efficient import PeakMemory, tiled_attention  # noqa: E402
 from attnlib.functional import scaled_dot_product_attention  # noqa: E402
 from attnlib.utils import measure_time  # noqa: E402
@@ -63,28 +62,15 @@ def table(title: str, header: List[str], rows: List[List[Any]]) -> None:
 
 
 def bench_mha_section(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]:
-    torch.manual_seed(0)
     B, T, D, H = 32, 256, 256, 8
-    ours = attnlib.MultiHeadAttention(D, H).to(device)
-    ref = torch.nn.MultiheadAttention(D, H, batch_first=True).to(device)
-    bench_mha.copy_weights(ours, ref)
-    x = torch.randn(B, T, D, device=device, requires_grad=True)
-    runs: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        "torch.nn.MultiheadAttention": lambda t: ref(t, t, t, need_weights=False)[0],
-        "attnlib fused": lambda t: ours(t, t, t)[0],
-        "attnlib readable": lambda t: ours(t, t, t, need_weights=True)[0],
-    }
-    with torch.no_grad():
-        expected = runs["torch.nn.MultiheadAttention"](x)
-        for name, run in runs.items():
-            check(f"mha {name}", (run(x) - expected).abs().max().item(), 1e-4)
+    runs, x = bench_mha.checked_runs(B, T, D, H, device)
     # Interleave the implementations round by round so that load on a shared machine
     # hits all of them alike; the figure is the median of the rounds.
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
             times[name].append(bench_mha.time_fwd_bwd(run, x, device, args.warmup, args.repeats))
-    med = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    med = {name: statistics.median(t) for name, t in times.items()}
     base = med["torch.nn.MultiheadAttention"]
     rows = [[name, f"{t * 1e3:.2f}", f"{t / base:.3f}"] for name, t in med.items()]
     table(f"MHA forward+backward, B={B} T={T} D={D} H={H}, {device}", ["implementation", "ms", "ratio to torch"], rows)
