@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import KVCache
-from .transformer import Encoder, TransformerConfig
+from .transformer import Encoder, TransformerConfig, _check_token_ids
 
 __all__ = ["GPT", "filter_logits"]
 
@@ -174,19 +174,11 @@ class GPT(nn.Module):
         return [KVCache(self.max_len) for _ in self.blocks.layers]
 
     def _check_tokens(self, tokens: Tensor, past: int) -> None:
-        if not isinstance(tokens, Tensor):
-            raise TypeError(f"tokens must be a torch.Tensor of token ids (got {type(tokens).__name__})")
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise TypeError(f"tokens must hold integer token ids (got dtype {tokens.dtype})")
-        if tokens.dim() != 2 or tokens.size(1) == 0:
-            raise ValueError(f"tokens must have shape (B, T) with T >= 1 (got shape {tuple(tokens.shape)})")
+        _check_token_ids("tokens", tokens, self.vocab_size)
         if past + tokens.size(1) > self.max_len:
             raise ValueError(
                 f"sequence length must be at most max_len={self.max_len} (got {past} cached + {tokens.size(1)} new)"
             )
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= self.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.vocab_size}) (got ids from {low} to {high})")
 
     def forward(self, tokens: Tensor, kv_cache: Optional[List[KVCache]] = None) -> Tensor:
         """Next-token logits at every position.

@@ -506,6 +506,19 @@ class AttentionMaps:
     decoder_cross: List[Tensor]
 
 
+def _check_token_ids(name: str, tokens: Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless ``tokens`` is a ``(B, length >= 1)`` integer tensor of ids in ``[0, vocab_size)``."""
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids (got {type(tokens).__name__})")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids (got dtype {tokens.dtype})")
+    if tokens.dim() != 2 or tokens.size(1) == 0:
+        raise ValueError(f"{name} must have shape (B, length) with length >= 1 (got shape {tuple(tokens.shape)})")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name} must hold token ids in [0, {vocab_size}) (got ids from {low} to {high})")
+
+
 class Transformer(nn.Module):
     """The encoder-decoder transformer for sequence-to-sequence tasks.
 
@@ -578,17 +591,9 @@ class Transformer(nn.Module):
     # -- input checks --
 
     def _check_tokens(self, name: str, tokens: Tensor, vocab_size: int) -> None:
-        if not isinstance(tokens, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of token ids (got {type(tokens).__name__})")
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer token ids (got dtype {tokens.dtype})")
-        if tokens.dim() != 2 or tokens.size(1) == 0:
-            raise ValueError(f"{name} must have shape (B, length) with length >= 1 (got shape {tuple(tokens.shape)})")
+        _check_token_ids(name, tokens, vocab_size)
         if self.config.positional != "none" and tokens.size(1) > self.config.max_len:
             raise ValueError(f"{name} length must be at most max_len={self.config.max_len} (got {tokens.size(1)})")
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"{name} token ids must be in [0, {vocab_size}) (got ids from {low} to {high})")
 
     @staticmethod
     def _check_padding_mask(mask: Optional[Tensor], batch_size: int, source_len: int) -> None:

@@ -190,9 +190,9 @@ def test_gpt_bad_input_errors():
         model([[1, 2]])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"tokens must hold integer token ids \(got dtype torch.float32\)"):
         model(torch.zeros(1, 3))
-    with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\) with T >= 1 \(got shape \(3,\)\)"):
+    with pytest.raises(ValueError, match=r"tokens must have shape \(B, length\) with length >= 1 \(got shape \(3,\)\)"):
         model(torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 11\) \(got ids from 0 to 11\)"):
+    with pytest.raises(ValueError, match=r"tokens must hold token ids in \[0, 11\) \(got ids from 0 to 11\)"):
         model(torch.tensor([[0, 11]]))
     with pytest.raises(ValueError, match=r"at most max_len=64 \(got 0 cached \+ 65 new\)"):
         model(torch.zeros(1, 65, dtype=torch.long))

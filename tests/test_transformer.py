@@ -480,9 +480,9 @@ def test_input_errors():
         model(src[0], tgt_in)
     with pytest.raises(ValueError, match=r"tgt_in length must be at most max_len=32 \(got 33\)"):
         model(src, torch.ones(B, 33, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"src token ids must be in \[0, 11\) \(got ids from 0 to 11\)"):
+    with pytest.raises(ValueError, match=r"src must hold token ids in \[0, 11\) \(got ids from 0 to 11\)"):
         model(torch.cat([src, torch.tensor([[0], [11], [1]])], dim=1), tgt_in)
-    with pytest.raises(ValueError, match=r"tgt_in token ids must be in \[0, 13\) \(got ids from -1 to"):
+    with pytest.raises(ValueError, match=r"tgt_in must hold token ids in \[0, 13\) \(got ids from -1 to"):
         model(src, tgt_in - 2)
     with pytest.raises(ValueError, match=r"src and tgt_in must have the same batch size \(got 3 and 2\)"):
         model(src, tgt_in[:2])
