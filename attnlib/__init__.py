@@ -51,7 +51,7 @@ from . import (
 from .attention import KVCache, MultiHeadAttention
 from .bert import BertConfig, BertEncoder, BertForMaskedLM, BertForSequenceClassification, mask_tokens
 from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics
-from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, greedy_decode, sequence_log_prob, translate
+from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, exact_match_by_count, greedy_decode, sequence_log_prob, translate
 from .distributed import DistributedBatches, DistributedContext, init_distributed, shutdown_distributed, wrap_model
 from .efficient import PeakMemory, tiled_attention
 from .functional import (
@@ -198,6 +198,7 @@ __all__ = [
     "BeamSearchOutput",
     "beam_search",
     "sequence_log_prob",
+    "exact_match_by_count",
     "inverse_sqrt_schedule",
     # GPT (chapter 10)
     "gpt",

@@ -642,7 +642,8 @@ class TaskExample:
         return list(" ".join(str(n) for n in ordered))
 
     def __str__(self) -> str:
-        return f"{' '.join(self.src[:1])} {''.join(self.src[1:])} -> {' '.join(self.tgt)}"
+        target = " ".join(self.tgt) if self.task == "translate" else "".join(self.tgt)  # words, or characters
+        return f"{self.src[0]} {''.join(self.src[1:])} -> {target}"
 
 
 class TextToText:

@@ -30,13 +30,14 @@ Chapter 02 (greedy decoding), used again in chapters 03 and 08 (beam search).
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Protocol, Sequence, Tuple, cast, runtime_checkable
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import BOS_ID, EOS_ID, PAD_ID, Example
+from .train import accuracy_by_bucket
 
 __all__ = [
     "Seq2SeqModel",
@@ -46,6 +47,7 @@ __all__ = [
     "beam_search",
     "sequence_log_prob",
     "translate",
+    "exact_match_by_count",
 ]
 
 
@@ -377,3 +379,23 @@ def translate(
                               length_penalty=length_penalty).tokens
         outputs += [task.tgt_vocab.decode(row) for row in ids.cpu()]
     return outputs
+
+
+def exact_match_by_count(model: Seq2SeqModel, task: Any, examples: Sequence[Example], **decoding: Any) -> Dict[int, float]:
+    """Exact match of decoded outputs, for each number count ``K`` of the examples.
+
+    Args:
+        model: a trained :class:`Seq2SeqModel`, in evaluation mode.
+        task: the task of the examples (as for :func:`translate`).
+        examples: examples with ``tgt`` and ``count`` (``Example`` or ``TaskExample``).
+        **decoding: passed to :func:`translate` (``beam_size``, ``max_len``, ...).
+
+    Returns:
+        ``{K: share of the examples with that K whose output equals the target}``, in
+        increasing ``K``. Chapters 08 to 08d read accuracy against length with it.
+    """
+    if not examples:
+        raise ValueError("examples must not be empty")
+    predictions = translate(model, task, examples, **decoding)
+    correct = [p == e.tgt for p, e in zip(predictions, examples)]
+    return accuracy_by_bucket(correct, [e.count for e in examples])

@@ -254,6 +254,8 @@ def test_text_to_text_examples_and_batches():
     assert example.src == ["sort:"] + list("12 907 40") and "".join(example.tgt) == "12 40 907"
     assert "".join(TaskExample("reverse", (12, 907, 40)).tgt) == "40 907 12"
     assert TaskExample("translate", (12, 907, 40)).tgt == Example((12, 907, 40)).tgt
+    assert str(TaskExample("reverse", (12, 907, 40))) == "reverse: 12 907 40 -> 40 907 12"
+    assert str(TaskExample("translate", (12, 5))) == "translate: 12 5 -> twelve , five"
     assert tasks.max_target_len == TASK.max_target_len == 50
     assert TextToText(tasks=("sort",)).max_target_len == 40  # ten 3-digit numbers, nine spaces, <eos>
     batch = next(tasks.batches(64, seed=0))
@@ -294,3 +296,18 @@ def test_text_to_text_errors():
         tasks.batches(0, seed=0)
     with pytest.raises(ValueError, match=r"split must be one of \('train', 'valid', 'test'\) \(got 'dev'\)"):
         tasks.batches(4, seed=0, split="dev")
+
+
+def test_exact_match_by_count_groups_by_number_count():
+    from attnlib.decoding import exact_match_by_count
+
+    # A scripted model that spells examples 0 and 2 right and writes examples 1 and 3 wrong.
+    right = [TASK.tgt_vocab.encode(e.tgt) + [EOS_ID] for e in EXAMPLES]
+    rows = [right[0], right[0], right[2], right[2]]
+    L = TASK.max_target_len
+    scripts = torch.tensor([r + [PAD_ID] * (L - len(r)) for r in rows])
+    model = Scripted(scripts, vocab=len(TASK.tgt_vocab))
+    by_count = exact_match_by_count(model, TASK, EXAMPLES)
+    assert by_count == {1: 1.0, 2: 1.0, 3: 0.0, 4: 0.0} and list(by_count) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="examples must not be empty"):
+        exact_match_by_count(model, TASK, [])
