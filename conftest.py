@@ -2,12 +2,16 @@
 
 Two things happen here.
 
-1. nbval waits for each cell's reply with ``--nbval-cell-timeout``, but then waits for
-   the cell's output messages with a fixed five seconds per message (``output_timeout``,
-   not configurable; see computationalmodelling/nbval#136 and #231). On a busy two-core
-   CI machine the kernel's output thread can lag behind a long training cell by more
-   than that, and the cell fails although it ran fine. We give the output channel the
-   same patience as the cell itself.
+1. nbval waits for each cell's reply with ``--nbval-cell-timeout``, and only then reads
+   the cell's output messages, with a fixed five seconds per message (``output_timeout``,
+   not configurable; see computationalmodelling/nbval#136 and #231). Everything the
+   kernel publishes during the cell waits meanwhile in ZeroMQ's queues, which hold a
+   bounded number of messages and drop the rest. A cell that sends many messages (a
+   ``tqdm.notebook`` widget bar sends dozens a second) loses its last ones, the final
+   "idle" status among them, and nbval then waits for a message that never comes:
+   "Timeout ... exceeded waiting for output". attnlib's progress display sends nothing
+   when ``TQDM_DISABLE`` is set, which removes that cause; ``NBVAL_OUTPUT_TIMEOUT``
+   only allows for a slow machine between the reply and the last output.
 
 2. ``--save-executed DIR`` keeps what nbval executed. ``make test`` runs every notebook
    exactly once, under nbval; the book it then builds for the browser test needs the
@@ -18,6 +22,12 @@ Two things happen here.
    notebook. A notebook with a failed or unrun cell is not written (and the terminal
    summary says so), so the book build that follows finds it missing and stops.
 
+3. Time. Every notebook's run time (the sum of its cells') is printed at the end, with
+   the same time scaled to the budget's reference machine when ``--machine-speed FILE``
+   (written by ``benchmarks/gflops.py --json``) gives this machine's speed, and written
+   to ``--notebook-times FILE`` as JSON. Under pytest-xdist this happens in the
+   controlling process, from the reports the workers send.
+
 ``--book-html DIR`` tells the browser test (``tests/browser``, run by ``make test`` after
 the book build) where that build is.
 """
@@ -25,6 +35,7 @@ the book build) where that build is.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -35,10 +46,16 @@ from nbformat.v4 import new_output
 #: Seconds nbval waits for each output message once a cell has finished.
 NBVAL_OUTPUT_TIMEOUT = 120
 
+#: The budget (README, CONTRIBUTING.md): seconds a notebook may take on one thread of the
+#: reference machine, whose float32 matmul speed on one thread is REFERENCE_GFLOPS.
+NOTEBOOK_BUDGET_S = 240.0
+REFERENCE_GFLOPS = 55.0
+
+#: Notebook path -> seconds spent in its cells (filled from test reports).
+_NOTEBOOK_SECONDS: Dict[str, float] = {}
+
 #: For each nbval notebook (an ``IPyNbFile``): code cell number -> (passed, outputs).
 _EXECUTED: Dict[Any, Dict[int, Tuple[bool, List[Any]]]] = {}
-_SAVED: List[str] = []
-_NOT_SAVED: List[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +70,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         default=None,
         help="write every notebook that nbval ran without a failure, with its outputs, under DIR",
+    )
+    parser.addoption(
+        "--machine-speed",
+        metavar="FILE",
+        default=None,
+        help="JSON from benchmarks/gflops.py --json: scale notebook times to the budget's reference machine",
+    )
+    parser.addoption(
+        "--notebook-times",
+        metavar="FILE",
+        default=None,
+        help="write every notebook's run time (seconds, the sum of its cells') to FILE as JSON",
     )
 
 
@@ -71,6 +100,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         ran = (report.passed or report.skipped) and not hasattr(report, "wasxfail")
         _EXECUTED.setdefault(item.parent, {})[item.cell_num] = (ran, outputs)
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # In the controlling process under xdist too: the workers forward their reports.
+    path = report.nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        _NOTEBOOK_SECONDS[path] = _NOTEBOOK_SECONDS.get(path, 0.0) + report.duration
 
 
 def _v4_output(out: Any, execution_count: int) -> nbformat.NotebookNode:
@@ -110,20 +146,47 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         nb = _executed_notebook(nbfile, cells)
         if nb is None:
-            _NOT_SAVED.append(str(relative))
             continue
         out = Path(target) / relative
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out))
-        _SAVED.append(str(relative))
+
+
+def _report_times(terminalreporter: Any, config: pytest.Config) -> None:
+    speed_file = config.getoption("machine_speed")
+    gflops = None
+    if speed_file and Path(speed_file).is_file():
+        gflops = float(json.loads(Path(speed_file).read_text())["gflops_1_thread"])
+    times_file = config.getoption("notebook_times")
+    if times_file:
+        Path(times_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(times_file).write_text(json.dumps(
+            {"gflops_1_thread": gflops, "seconds": dict(sorted(_NOTEBOOK_SECONDS.items()))}, indent=1) + "\n")
+    scale = gflops / REFERENCE_GFLOPS if gflops else None
+    head = "notebook times (sum of cell times)"
+    if scale:
+        head += f"; at {REFERENCE_GFLOPS:.0f} GFLOP/s = here x {scale:.2f} (this machine: {gflops:.1f} GFLOP/s, 1 thread)"
+    terminalreporter.write_sep("-", head)
+    for name, seconds in sorted(_NOTEBOOK_SECONDS.items()):
+        line = f"{seconds:7.1f} s  {name}"
+        if scale:
+            ref = seconds * scale
+            over = "  OVER the budget" if ref > NOTEBOOK_BUDGET_S else ""
+            line = f"{seconds:7.1f} s here, {ref:6.1f} s at reference{over}  {name}"
+        terminalreporter.write_line(line)
+    total = sum(_NOTEBOOK_SECONDS.values())
+    terminalreporter.write_line(f"{total:7.1f} s in all" + (f", {total * scale:.1f} s at reference" if scale else ""))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _NOTEBOOK_SECONDS:
+        _report_times(terminalreporter, config)
     target = config.getoption("save_executed")
-    if not target or not (_SAVED or _NOT_SAVED):
+    if not target or not _NOTEBOOK_SECONDS:
         return
+    # Under xdist each worker saved its own notebooks: report from what is on disk.
     terminalreporter.write_sep("-", f"executed notebooks for the book build (--save-executed {target})")
-    for name in _SAVED:
-        terminalreporter.write_line(f"saved      {name}")
-    for name in _NOT_SAVED:
-        terminalreporter.write_line(f"NOT saved  {name} (a cell failed or did not run)")
+    for name in sorted(_NOTEBOOK_SECONDS):
+        saved = (Path(target) / name).is_file()
+        terminalreporter.write_line(f"{'saved    ' if saved else 'NOT saved'}  {name}"
+                                    + ("" if saved else " (a cell failed or did not run)"))

@@ -95,7 +95,7 @@ from .transformer import (
     Transformer,
     TransformerConfig,
 )
-from .utils import get_device, measure_time, seed_everything, show_source
+from .utils import get_device, measure_time, progress, seed_everything, show_source
 from .vit import PatchEmbedding, ViT, ViTConfig, patchify
 from .viz import plot_attention, plot_attention_heads
 from .wordpiece import WordPieceTokenizer
@@ -170,6 +170,7 @@ __all__ = [
     "get_device",
     "seed_everything",
     "measure_time",
+    "progress",
     "show_source",
     "plot_attention",
     "plot_attention_heads",

@@ -202,14 +202,20 @@ def fit(
             ``eval_every`` steps (if positive) and after the last step.
         eval_every: evaluation period in steps (0: only at the end).
         device: move each batch's tensors here (the model must already be there).
-        progress: show a ``tqdm`` progress bar (set the environment variable
-            ``TQDM_DISABLE=1`` to hide every bar at once).
-        desc: the progress bar's label.
+        progress: show progress: a ``tqdm`` bar, or, when bars are hidden (the
+            environment variable ``TQDM_DISABLE=1``, as in the book build and the
+            tests), plain lines on standard output with the step, the running loss
+            and the elapsed time: one at each tenth of the steps that comes at
+            least 10 s after the previous line, and one at the end. ``False``:
+            nothing.
+        desc: the label of the bar or of each line.
 
     Returns:
         The :class:`History` of the run.
     """
     from tqdm.auto import tqdm
+
+    from .utils import bars_hidden
 
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive int (got {steps!r})")
@@ -237,9 +243,14 @@ def fit(
     start = time.perf_counter()
     model.train()
     stream = _endless(batches)
-    # Pass `disable` only to switch the bar off: an explicit disable=False would
-    # override the TQDM_DISABLE=1 that the book build and the tests set.
-    bar = tqdm(range(1, steps + 1), desc=desc, leave=True, **({} if progress else {"disable": True}))
+    # tqdm.notebook ignores TQDM_DISABLE (it passes disable=False itself), so the switch
+    # is made here. A hidden bar must send nothing: a widget bar in a kernel whose
+    # messages nobody reads (nbval waits for the cell's reply first) floods the
+    # kernel's output channel until messages, the cell's final one too, are dropped.
+    show_bar = progress and not bars_hidden()
+    line_every = max(1, math.ceil(steps / 10)) if progress and not show_bar else 0
+    last_line = start
+    bar = tqdm(range(1, steps + 1), desc=desc, leave=True, disable=not show_bar)
     for step in bar:
         batch = move_to(next(stream), device)
         loss = loss_fn(model, batch)
@@ -259,9 +270,14 @@ def fit(
         history.step.append(step)
         history.loss.append(float(loss.detach()))
         history.grad_norm.append(grad_norm)
-        if step % 10 == 0 or step == steps:
+        if show_bar and (step % 10 == 0 or step == steps):
             recent = history.loss[-10:]
             bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+        if line_every and (step == steps or (step % line_every == 0 and time.perf_counter() - last_line >= 10.0)):
+            last_line = time.perf_counter()
+            recent = history.loss[-line_every:]
+            print(f"{desc}: step {step}/{steps}, loss {sum(recent) / len(recent):.4f}, "
+                  f"{last_line - start:.0f} s", flush=True)
         if eval_every and step % eval_every == 0 and step != steps:
             evaluate(step)
     evaluate(steps)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import statistics
+import sys
 import textwrap
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source"]
+__all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source", "bars_hidden", "progress"]
+
+T_ = TypeVar("T_")
 
 
 def get_device(prefer: Optional[str] = None) -> torch.device:
@@ -145,3 +149,61 @@ def show_source(obj: Any) -> Source:
     name = getattr(obj, "__qualname__", None)
     title = f"{module}.{name}" if name and not inspect.ismodule(obj) else str(module)
     return Source(textwrap.dedent(code), title)
+
+
+def bars_hidden() -> bool:
+    """Whether the environment asks to hide progress bars (``TQDM_DISABLE`` set and not 0/false).
+
+    ``tqdm`` reads ``TQDM_DISABLE`` itself, but ``tqdm.notebook`` (what ``tqdm.auto``
+    picks inside Jupyter) passes ``disable=False`` explicitly and so ignores it. The book
+    build and the tests set the variable; attnlib checks it here and passes
+    ``disable=True`` itself.
+    """
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def progress(
+    iterable: Iterable[T_],
+    total: Optional[int] = None,
+    desc: str = "progress",
+    lines: int = 10,
+) -> Iterator[T_]:
+    """Iterate with a progress display: a ``tqdm`` bar for a person, short lines otherwise.
+
+    With bars shown (the default) this is ``tqdm.auto.tqdm``: a widget in Jupyter, a
+    text bar in a terminal. When bars are hidden (:func:`bars_hidden`, as in the book
+    build and the tests) it prints one plain line on standard output about every
+    ``1/lines`` of the way, with the elapsed time, so that a long cell still says what
+    it is doing, in the rendered book too, and a hidden bar sends no widget messages.
+
+    Args:
+        iterable: what to iterate over.
+        total: its length, when ``len(iterable)`` does not work.
+        desc: the label of the bar or of each line.
+        lines: how many lines at most when bars are hidden (0: none).
+
+    Yields:
+        The items of ``iterable``.
+    """
+    if not isinstance(lines, int) or isinstance(lines, bool) or lines < 0:
+        raise ValueError(f"lines must be a non-negative int (got {lines!r})")
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if not bars_hidden():
+        from tqdm.auto import tqdm
+
+        yield from tqdm(iterable, total=total, desc=desc, leave=True)
+        return
+    if lines == 0 or not total:
+        yield from iterable
+        return
+    every = max(1, math.ceil(total / lines))
+    start = time.perf_counter()
+    for done, item in enumerate(iterable, start=1):
+        yield item
+        if done % every == 0 or done == total:
+            print(f"{desc}: {done}/{total} ({100 * done // total}%), {time.perf_counter() - start:.0f} s",
+                  file=sys.stdout, flush=True)

@@ -95,3 +95,57 @@ def test_tqdm_disable_environment_variable_hides_the_bar():
                             capture_output=True, text=True, check=True)
     assert "training" in shown.stderr
     assert "training" not in hidden.stderr
+    # Hidden bars leave a plain line on standard output: the last step, with the loss.
+    assert "training: step 3/3, loss " in hidden.stdout
+    assert "training: step" not in shown.stdout
+
+
+def _run_in_kernel(code: str, env: dict) -> list:
+    """Run ``code`` in a fresh IPython kernel; return the iopub messages of that execution."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        msg_id = kc.execute(code)
+        reply = kc.get_shell_msg(timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        messages = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            messages.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return messages
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_hidden_bars_send_no_widget_messages_in_a_notebook_kernel():
+    """In Jupyter, tqdm.auto is tqdm.notebook, which ignores TQDM_DISABLE; fit and progress must not.
+
+    A widget bar sends dozens of messages a second. Under nbval nobody reads them until the
+    cell's reply, ZeroMQ drops the overflow, the cell's final status message with it, and
+    the cell fails with "Timeout ... waiting for output" (the cause of the slow-machine
+    failures in chapters 08d and 11).
+    """
+    import os
+
+    code = (
+        "import torch, attnlib\n"
+        "from attnlib.train import fit\n"
+        "m = torch.nn.Linear(1, 1)\n"
+        "h = fit(m, lambda m, b: m(b).pow(2).mean(), [torch.ones(2, 1)], steps=30, progress=True)\n"
+        "items = list(attnlib.utils.progress(range(20), desc='runs', lines=4))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    hidden = _run_in_kernel(code, env | {"TQDM_DISABLE": "1"})
+    kinds = [m["msg_type"] for m in hidden]
+    assert not [k for k in kinds if k.startswith("comm")], kinds
+    text = "".join(m["content"]["text"] for m in hidden if m["msg_type"] == "stream")
+    assert "training: step 30/30, loss " in text
+    assert [line.split(" (")[0] for line in text.splitlines() if line.startswith("runs:")] == \
+        ["runs: 5/20", "runs: 10/20", "runs: 15/20", "runs: 20/20"]
+    shown = _run_in_kernel(code, env)
+    assert any(m["msg_type"] == "comm_open" for m in shown), "a person in Jupyter sees widget bars"

@@ -85,3 +85,24 @@ def test_public_api_is_exported():
     for name in attnlib.__all__:
         assert hasattr(attnlib, name), name
     assert isinstance(attnlib.__version__, str)
+
+
+@pytest.mark.parametrize("value,hidden", [("1", True), ("true", True), ("", False), ("0", False), ("False", False)])
+def test_bars_hidden_reads_tqdm_disable(monkeypatch, value, hidden):
+    monkeypatch.setenv("TQDM_DISABLE", value)
+    assert attnlib.utils.bars_hidden() is hidden
+
+
+def test_progress_prints_lines_when_bars_are_hidden(monkeypatch, capsys):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert list(attnlib.utils.progress(iter(range(7)), total=7, desc="runs", lines=3)) == list(range(7))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["runs: 3/7", "runs: 6/7", "runs: 7/7"]
+    # Without a length there is nothing to count against: items only, no lines.
+    assert list(attnlib.utils.progress(iter(range(3)), desc="runs")) == [0, 1, 2]
+    assert capsys.readouterr().out == ""
+
+
+def test_progress_rejects_a_bad_line_count():
+    with pytest.raises(ValueError, match=r"lines must be a non-negative int \(got -1\)"):
+        list(attnlib.utils.progress(range(3), lines=-1))
