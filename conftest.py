@@ -51,8 +51,9 @@ NBVAL_OUTPUT_TIMEOUT = 120
 NOTEBOOK_BUDGET_S = 240.0
 REFERENCE_GFLOPS = 55.0
 
-#: Notebook path -> seconds spent in its cells (filled from test reports).
+#: Notebook path -> seconds spent in its cells (filled from test reports), and per cell.
 _NOTEBOOK_SECONDS: Dict[str, float] = {}
+_CELL_SECONDS: Dict[str, Dict[str, float]] = {}
 
 #: For each nbval notebook (an ``IPyNbFile``): code cell number -> (passed, outputs).
 _EXECUTED: Dict[Any, Dict[int, Tuple[bool, List[Any]]]] = {}
@@ -104,9 +105,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # In the controlling process under xdist too: the workers forward their reports.
-    path = report.nodeid.split("::", 1)[0]
+    path, _, cell = report.nodeid.partition("::")
     if path.endswith(".ipynb"):
         _NOTEBOOK_SECONDS[path] = _NOTEBOOK_SECONDS.get(path, 0.0) + report.duration
+        cells = _CELL_SECONDS.setdefault(path, {})
+        cells[cell] = cells.get(cell, 0.0) + report.duration
 
 
 def _v4_output(out: Any, execution_count: int) -> nbformat.NotebookNode:
@@ -161,7 +164,9 @@ def _report_times(terminalreporter: Any, config: pytest.Config) -> None:
     if times_file:
         Path(times_file).parent.mkdir(parents=True, exist_ok=True)
         Path(times_file).write_text(json.dumps(
-            {"gflops_1_thread": gflops, "seconds": dict(sorted(_NOTEBOOK_SECONDS.items()))}, indent=1) + "\n")
+            {"gflops_1_thread": gflops, "seconds": dict(sorted(_NOTEBOOK_SECONDS.items())),
+             "cells": {name: {c: round(t, 2) for c, t in cells.items()} for name, cells in sorted(_CELL_SECONDS.items())}},
+            indent=1) + "\n")
     scale = gflops / REFERENCE_GFLOPS if gflops else None
     head = "notebook times (sum of cell times)"
     if scale:

@@ -167,3 +167,28 @@ def test_errors(task):
         task.collate([])
     with pytest.raises(TypeError, match=r"examples must be Example objects \(got tuple\)"):
         task.collate([(1, 2)])  # type: ignore[list-item]
+
+
+def test_bucketed_batches_sort_each_draw_by_length_and_pad_less(task):
+    """buckets=4 cuts each draw of 4 batches into batches of similar length: examples from
+    the same distribution (every K drawn), in fewer padded positions; buckets=1 is the
+    stream the chapters were calibrated on."""
+    from attnlib.data import TextToText
+
+    for source, size in ((task, 8), (TextToText(("translate", "reverse")), 16)):
+        old, plain = source.batches(size, seed=3), source.batches(size, seed=3, buckets=1)
+        assert all(next(old).src.equal(next(plain).src) for _ in range(3))
+        plain, bucketed = source.batches(size, seed=3), source.batches(size, seed=3, buckets=4)
+        draws_plain = [next(plain) for _ in range(40)]
+        draws_bucketed = [next(bucketed) for _ in range(40)]
+        assert all(b.src.size(0) == size for b in draws_bucketed)
+        padded = lambda bs: sum(b.src.numel() + b.tgt_out.numel() for b in bs)  # noqa: E731
+        real = lambda bs: sum(int((b.tgt_out != PAD_ID).sum()) for b in bs)  # noqa: E731
+        assert padded(draws_bucketed) < 0.8 * padded(draws_plain)
+        assert abs(real(draws_bucketed) - real(draws_plain)) < 0.1 * real(draws_plain)  # same lengths on average
+        for start in range(0, 40, 4):   # within one draw, batches do not overlap in source length
+            lengths = sorted(((~b.src_key_padding_mask).sum(1).min().item(), (~b.src_key_padding_mask).sum(1).max().item())
+                             for b in draws_bucketed[start:start + 4])
+            assert all(hi <= lo for (_, hi), (lo, _) in zip(lengths, lengths[1:])), lengths
+    with pytest.raises(ValueError, match=r"buckets must be a positive int \(got 0\)"):
+        next(task.batches(8, seed=0, buckets=0))
