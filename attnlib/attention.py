@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import positive_int
 from .functional import check_attn_mask, scaled_dot_product_attention
 
 __all__ = ["MultiHeadAttention", "KVCache", "merge_masks"]
@@ -122,9 +123,7 @@ class KVCache:
     """
 
     def __init__(self, max_len: int) -> None:
-        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int (got {max_len!r})")
-        self.max_len = max_len
+        self.max_len = positive_int("max_len", max_len)
         self.length = 0
         self.keys: Optional[Tensor] = None
         self.values: Optional[Tensor] = None
@@ -212,9 +211,8 @@ class MultiHeadAttention(nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
-        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int (got {value!r})")
+        positive_int("embed_dim", embed_dim)
+        positive_int("num_heads", num_heads)
         if embed_dim % num_heads != 0:
             raise ValueError(
                 f"embed_dim must be divisible by num_heads (got embed_dim={embed_dim} and num_heads={num_heads})"

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import fraction, int_in_range, is_int, positive_int, positive_number
 from .transformer import ACTIVATIONS, EncoderLayer, TransformerConfig
 
 __all__ = [
@@ -51,14 +52,6 @@ IGNORE_INDEX = -100
 """The label of a position that is not predicted (``F.cross_entropy``'s ``ignore_index``)."""
 
 POOLINGS = ("cls", "mean")
-
-
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # --- configuration -------------------------------------------------------------------
@@ -102,24 +95,17 @@ class BertConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "dim_feedforward", "max_len",
                      "type_vocab_size"):
-            value = getattr(self, name)
-            if not _is_positive_int(value):
-                raise ValueError(f"BertConfig.{name} must be a positive int (got {value!r})")
+            positive_int(f"BertConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads != 0:
             raise ValueError(
                 "BertConfig.d_model must be divisible by num_heads "
                 f"(got d_model={self.d_model} and num_heads={self.num_heads})"
             )
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"BertConfig.dropout must be a number in [0, 1) (got {self.dropout!r})")
-        if not _is_number(self.layer_norm_eps) or not self.layer_norm_eps > 0:
-            raise ValueError(f"BertConfig.layer_norm_eps must be a positive number (got {self.layer_norm_eps!r})")
+        fraction("BertConfig.dropout", self.dropout)
+        positive_number("BertConfig.layer_norm_eps", self.layer_norm_eps)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"BertConfig.activation must be one of {ACTIVATIONS} (got {self.activation!r})")
-        if not isinstance(self.pad_id, int) or isinstance(self.pad_id, bool) or not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(
-                f"BertConfig.pad_id must be an int in [0, {self.vocab_size}) (got {self.pad_id!r})"
-            )
+        int_in_range("BertConfig.pad_id", self.pad_id, 0, self.vocab_size)
 
     def transformer_config(self) -> TransformerConfig:
         """The :class:`~attnlib.transformer.TransformerConfig` of each encoder layer: post-norm, no final norm."""
@@ -447,8 +433,7 @@ class BertForSequenceClassification(nn.Module):
     def __init__(self, config: BertConfig, num_classes: int, pooling: str = "cls") -> None:
         super().__init__()
         config = _check_config(config)
-        if not _is_positive_int(num_classes):
-            raise ValueError(f"num_classes must be a positive int (got {num_classes!r})")
+        positive_int("num_classes", num_classes)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS} (got {pooling!r})")
         self.config = config
@@ -553,15 +538,12 @@ def mask_tokens(
         raise TypeError(f"tokens must be a torch.Tensor of integer ids (got {type(tokens).__name__})")
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
         raise TypeError(f"tokens must have an integer dtype such as torch.long (got {tokens.dtype})")
-    if not _is_positive_int(vocab_size):
-        raise ValueError(f"vocab_size must be a positive int (got {vocab_size!r})")
-    if not isinstance(mask_id, int) or isinstance(mask_id, bool) or not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id must be an int in [0, vocab_size={vocab_size}) (got {mask_id!r})")
-    if not _is_number(prob) or not 0.0 < prob < 1.0:
-        raise ValueError(f"prob must be a number in (0, 1) (got {prob!r})")
+    positive_int("vocab_size", vocab_size)
+    int_in_range("mask_id", mask_id, 0, vocab_size, high_name="vocab_size")
+    fraction("prob", prob, open_low=True)
     special = list(special_ids)
     for s in special:
-        if not isinstance(s, int) or isinstance(s, bool):
+        if not is_int(s):
             raise TypeError(f"special_ids must hold ints (got {s!r})")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")

@@ -55,6 +55,8 @@ from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Name
 import torch
 from torch import Tensor
 
+from ._checks import fraction, int_type, is_int, non_negative_int, positive_int
+
 __all__ = [
     "PAD",
     "BOS",
@@ -181,8 +183,7 @@ def number_to_words(n: int) -> List[str]:
     Returns:
         Between 1 and 4 words.
     """
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"n must be an int (got {type(n).__name__})")
+    int_type("n", n)
     if not 0 <= n <= 999:
         raise ValueError(f"n must be in [0, 999] (got {n})")
     words: List[str] = []
@@ -342,9 +343,8 @@ class NumberTranslation:
     def __init__(
         self, max_count: int = 10, min_count: int = 1, digit_weights: Tuple[float, float, float] = (1.0, 1.0, 4.0)
     ) -> None:
-        for name, value in (("max_count", max_count), ("min_count", min_count)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int (got {type(value).__name__})")
+        int_type("max_count", max_count)
+        int_type("min_count", min_count)
         if not 1 <= min_count <= max_count:
             raise ValueError(f"need 1 <= min_count <= max_count (got min_count={min_count}, max_count={max_count})")
         weights = tuple(float(w) for w in digit_weights)
@@ -397,8 +397,7 @@ class NumberTranslation:
             ``n`` examples (repeats are possible, most likely at ``K = 1``).
         """
         self._check_split(split)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive int (got {n!r})")
+        positive_int("n", n)
         rng = random.Random(f"{split}-{seed}")
         return [self._draw(rng, split, rng.randint(self.min_count, self.max_count)) for _ in range(n)]
 
@@ -420,8 +419,7 @@ class NumberTranslation:
             ``per_count`` examples for every ``K`` (fewer for ``K = 1``, as above).
         """
         self._check_split(split)
-        if not isinstance(per_count, int) or isinstance(per_count, bool) or per_count < 1:
-            raise ValueError(f"per_count must be a positive int (got {per_count!r})")
+        positive_int("per_count", per_count)
         rng = random.Random(f"{split}-set-{seed}")
         examples: List[Example] = []
         for k in self.counts:
@@ -471,8 +469,7 @@ class NumberTranslation:
             them to the model's device).
         """
         self._check_split(split)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        positive_int("batch_size", batch_size)
         rng = random.Random(f"{split}-stream-{seed}")
 
         def draw(n: int) -> List[Example]:
@@ -556,7 +553,7 @@ class CharTokenizer:
             ids = ids.tolist()
         out = []
         for i in ids:
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
+            if not is_int(i) or not 0 <= i < self.vocab_size:
                 raise ValueError(f"ids must be ints in [0, {self.vocab_size}) (got {i!r})")
             out.append(self.chars[i])
         return "".join(out)
@@ -580,8 +577,7 @@ def load_pydoc_topics(val_fraction: float = 0.1) -> Tuple[str, str]:
 
     Chapter 10.
     """
-    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in (0, 1) (got {val_fraction!r})")
+    fraction("val_fraction", val_fraction, open_low=True)
     from pydoc_data.topics import topics
 
     text = "\n\n".join(topics[name].strip() for name in sorted(topics))
@@ -613,9 +609,9 @@ def lm_batches(ids: Tensor, batch_size: int, block_size: int, seed: int) -> Iter
     if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
         got = f"shape {tuple(ids.shape)}, dtype {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
         raise ValueError(f"ids must be a 1-d integer tensor (got {got})")
-    for name, value in (("batch_size", batch_size), ("block_size", block_size), ("seed", seed)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} int (got {value!r})")
+    positive_int("batch_size", batch_size)
+    positive_int("block_size", block_size)
+    non_negative_int("seed", seed)
     if ids.numel() <= block_size:
         raise ValueError(f"ids must be longer than block_size={block_size} (got {ids.numel()} tokens)")
     gen = torch.Generator().manual_seed(seed)
@@ -773,8 +769,7 @@ class TextToText:
         Returns:
             An endless iterator of :class:`Seq2SeqBatch` on the CPU.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        positive_int("batch_size", batch_size)
         self.numbers._check_split(split)
         rng = random.Random(f"text-to-text-{split}-stream-{seed}")
         base = self.numbers

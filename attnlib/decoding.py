@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import is_number, positive_int
 from .data import BOS_ID, EOS_ID, PAD_ID, Example
 from .train import accuracy_by_bucket
 
@@ -147,11 +148,6 @@ class BeamSearchOutput(NamedTuple):
     included), ``(B,)``: what :func:`sequence_log_prob` gives for ``tokens``."""
 
 
-def _check_beam_size(beam_size: object) -> None:
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int (got {beam_size!r})")
-
-
 def _map_tensors(value: Any, fn: Any, name: str) -> Any:
     """Apply ``fn`` to every tensor in a (nested) tuple, NamedTuple, list or dict."""
     if isinstance(value, Tensor):
@@ -182,8 +178,7 @@ def _check_src(model: object, src: object, src_key_padding_mask: object, max_len
     ):
         got = tuple(src_key_padding_mask.shape) if isinstance(src_key_padding_mask, Tensor) else type(src_key_padding_mask).__name__
         raise ValueError(f"src_key_padding_mask must be None or have the shape of src {tuple(src.shape)} (got {got})")
-    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int (got {max_len!r})")
+    positive_int("max_len", max_len)
 
 
 @torch.no_grad()
@@ -237,8 +232,8 @@ def beam_search(
     Chapter 08.
     """
     _check_src(model, src, src_key_padding_mask, max_len)
-    _check_beam_size(beam_size)
-    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool) or not length_penalty >= 0:
+    positive_int("beam_size", beam_size)
+    if not is_number(length_penalty) or not length_penalty >= 0:
         raise ValueError(f"length_penalty must be a number >= 0 (got {length_penalty!r})")
     can_step = isinstance(model, IncrementalSeq2SeqModel)
     if incremental is None:
@@ -364,9 +359,8 @@ def translate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__})")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
-    _check_beam_size(beam_size)
+    positive_int("batch_size", batch_size)
+    positive_int("beam_size", beam_size)
     device = next(model.parameters()).device
     max_len = task.max_target_len if max_len is None else max_len
     outputs: List[List[str]] = []

@@ -35,6 +35,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ._checks import int_in_range, positive_int
+
 __all__ = [
     "DistributedContext",
     "init_distributed",
@@ -188,12 +190,9 @@ class DistributedBatches:
         drop_last: bool = True,
         collate_fn: Optional[Callable[[List[Any]], Any]] = None,
     ) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
-        if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-            raise ValueError(f"world_size must be a positive int (got {world_size!r})")
-        if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an int in [0, world_size={world_size}) (got {rank!r})")
+        positive_int("batch_size", batch_size)
+        positive_int("world_size", world_size)
+        int_in_range("rank", rank, 0, world_size, high_name="world_size")
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset must be a map-style dataset with __len__ and __getitem__ (got {type(dataset).__name__})")
         if len(dataset) < world_size * batch_size and drop_last:  # type: ignore[arg-type]

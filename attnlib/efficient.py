@@ -38,15 +38,10 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ._checks import boolean, is_number, positive_int
 from .functional import _check_qkv, check_attn_mask
 
 __all__ = ["tiled_attention", "PeakMemory"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int (got {value!r})")
-    return value
 
 
 class _Masks:
@@ -220,14 +215,13 @@ def tiled_attention(
     (2022), "FlashAttention". Chapter 14.
     """
     _check_qkv(query, key, value)
-    if not isinstance(dropout_p, (int, float)) or isinstance(dropout_p, bool) or dropout_p != 0.0:
+    if not is_number(dropout_p) or dropout_p != 0.0:
         raise ValueError(f"dropout_p must be 0.0 for tiled_attention, which has no attention dropout (got {dropout_p!r})")
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"is_causal must be a bool (got {is_causal!r})")
+    boolean("is_causal", is_causal)
     if is_causal and attn_mask is not None:
         raise ValueError("pass either attn_mask or is_causal=True, not both (as in torch's SDPA)")
-    block_k = _positive_int("block_size", block_size)
-    block_q = _positive_int("query_block_size", query_block_size)
+    block_k = positive_int("block_size", block_size)
+    block_q = positive_int("query_block_size", query_block_size)
     T, S, Dh = query.size(-2), key.size(-2), query.size(-1)
     if scale is None:
         scale = 1.0 / math.sqrt(Dh)

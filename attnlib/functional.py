@@ -37,6 +37,8 @@ from typing import Literal, Optional, Tuple, Union, overload
 import torch
 from torch import Tensor
 
+from ._checks import positive_int
+
 __all__ = [
     "scaled_dot_product_attention",
     "attention_weights",
@@ -98,9 +100,8 @@ def causal_mask(
     """
     if source_len is None:
         source_len = target_len
-    for name, value in (("target_len", target_len), ("source_len", source_len)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int (got {value!r})")
+    positive_int("target_len", target_len)
+    positive_int("source_len", source_len)
     return torch.ones(target_len, source_len, dtype=torch.bool, device=device).tril()
 
 

@@ -23,18 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import boolean, fraction, is_number, non_negative_int, optional_positive_int, positive_number
 from .attention import KVCache
 from .transformer import Encoder, TransformerConfig, _check_token_ids
 
 __all__ = ["GPT", "filter_logits"]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def filter_logits(
@@ -66,12 +59,9 @@ def filter_logits(
     if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.dtype.is_floating_point:
         got = f"shape {tuple(logits.shape)}, dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"logits must be a floating tensor of shape (B, V) (got {got})")
-    if not _is_number(temperature) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number (got {temperature!r})")
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):
-        raise ValueError(f"top_k must be None or a positive int (got {top_k!r})")
-    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be None or a number in (0, 1] (got {top_p!r})")
+    positive_number("temperature", temperature)
+    optional_positive_int("top_k", top_k)
+    fraction("top_p", top_p, open_low=True, open_high=False, or_none=True)
     logits = logits / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
@@ -245,12 +235,10 @@ class GPT(nn.Module):
         Returns:
             The prompt followed by the generated tokens.
         """
-        if not _is_int(max_new_tokens) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative int (got {max_new_tokens!r})")
-        if not _is_number(temperature) or temperature < 0:
+        non_negative_int("max_new_tokens", max_new_tokens)
+        if not is_number(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a non-negative number, 0 for greedy (got {temperature!r})")
-        if not isinstance(use_cache, bool):
-            raise TypeError(f"use_cache must be a bool (got {use_cache!r})")
+        boolean("use_cache", use_cache)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
         self._check_tokens(prompt, 0)

@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._checks import boolean, positive_int
 from .attention import MultiHeadAttention, merge_masks
 from .functional import scaled_dot_product_attention
 
@@ -39,13 +40,8 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int (got {value!r})")
-
-
 def _check_even(name: str, value: int) -> None:
-    _check_positive_int(name, value)
+    positive_int(name, value)
     if value % 2 != 0:
         raise ValueError(f"{name} must be even, to pair sines with cosines (got {value})")
 
@@ -86,7 +82,7 @@ def sinusoidal_encoding(
 
     Chapter 07.
     """
-    _check_positive_int("num_positions", num_positions)
+    positive_int("num_positions", num_positions)
     _check_even("embed_dim", embed_dim)
     # Computed in float64 on the CPU (Apple's MPS has no float64), then moved.
     position = torch.arange(num_positions, dtype=torch.float64)[:, None]  # (T, 1)
@@ -117,7 +113,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, embed_dim: int, max_len: int = 512, dropout: float = 0.0, scale_input: bool = False) -> None:
         super().__init__()
-        _check_positive_int("max_len", max_len)
+        positive_int("max_len", max_len)
         self.embed_dim = embed_dim
         self.max_len = max_len
         self.input_scale = math.sqrt(embed_dim) if scale_input else 1.0
@@ -151,8 +147,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, embed_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        _check_positive_int("max_len", max_len)
-        _check_positive_int("embed_dim", embed_dim)
+        positive_int("max_len", max_len)
+        positive_int("embed_dim", embed_dim)
         self.max_len = max_len
         self.embed_dim = embed_dim
         self.embedding = nn.Embedding(max_len, embed_dim)
@@ -320,7 +316,7 @@ def alibi_slopes(num_heads: int, dtype: torch.dtype = torch.float32, device: Opt
 
     Chapter 07.
     """
-    _check_positive_int("num_heads", num_heads)
+    positive_int("num_heads", num_heads)
     if num_heads & (num_heads - 1) == 0:  # a power of two
         slopes = _slopes_power_of_2(num_heads)
     else:
@@ -369,12 +365,11 @@ def alibi_bias(
 
     Press, Smith and Lewis (2022), "Train short, test long". Chapter 07.
     """
-    _check_positive_int("target_len", target_len)
+    positive_int("target_len", target_len)
     if source_len is None:
         source_len = target_len
-    _check_positive_int("source_len", source_len)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool (got {type(causal).__name__})")
+    positive_int("source_len", source_len)
+    boolean("causal", causal, got_type=True)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype (got {dtype!r})")
     # Built in float64 on the CPU (Apple's MPS has no float64), then moved.

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import positive_int
 from .bert import BertConfig, BertEncoder, BertOutput
 from .wordpiece import WordPieceTokenizer
 
@@ -169,8 +170,7 @@ def hf_to_attnlib_names(num_layers: int) -> Dict[str, str]:
         A dict from each Hugging Face name to its attnlib name, one to one. The
         pooler is not included, since the encoder has none.
     """
-    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive int (got {num_layers!r})")
+    positive_int("num_layers", num_layers)
     names = {
         "embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
         "embeddings.position_embeddings.weight": "embeddings.position_embeddings.weight",
@@ -352,8 +352,7 @@ class SentenceEncoder:
         """
         if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
             raise TypeError(f"texts must be a non-empty sequence of str (got {type(texts).__name__})")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        positive_int("batch_size", batch_size)
         out: List[Tensor] = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenize(texts[start:start + batch_size])

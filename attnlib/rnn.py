@@ -33,20 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import boolean, is_number, positive_int
+
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
 LSTMState = Tuple[Tensor, Tensor]
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int (got {value!r})")
-
-
 def _check_forget_bias(forget_bias: object, bias: bool) -> None:
     if forget_bias is None:
         return
-    if not isinstance(forget_bias, (int, float)) or isinstance(forget_bias, bool) or not math.isfinite(forget_bias):
+    if not is_number(forget_bias) or not math.isfinite(forget_bias):
         raise ValueError(f"forget_bias must be a finite float or None (got {forget_bias!r})")
     if not bias:
         raise ValueError(f"forget_bias needs bias=True (got forget_bias={forget_bias!r} and bias=False)")
@@ -57,8 +54,8 @@ class _Cell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool, num_gates: int) -> None:
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(num_gates * hidden_size, input_size))  # (G*D, I)
@@ -278,13 +275,12 @@ class _Recurrent(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
-        _check_positive_int("num_layers", num_layers)
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        positive_int("num_layers", num_layers)
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1) (got {dropout!r})")
-        if not isinstance(bidirectional, bool):
-            raise TypeError(f"bidirectional must be a bool (got {bidirectional!r})")
+        boolean("bidirectional", bidirectional)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ._checks import positive_int
 from .data import PAD_ID
 from .functional import safe_softmax
 
@@ -78,8 +79,7 @@ class DecoderOutput(NamedTuple):
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int (got {value!r})")
+        positive_int(name, value)
 
 
 def _check_tokens(name: str, tokens: Tensor) -> None:

@@ -33,6 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from ._checks import boolean, optional_non_negative_int
+
 __all__ = ["Shape", "ShapeRecord", "ShapeTrace", "ShapeTracer", "trace_shapes", "describe_shape", "format_shape"]
 
 #: The record the tracer keeps of one value. A tensor becomes its ``torch.Size``,
@@ -244,10 +246,8 @@ class ShapeTracer:
     def __init__(self, module: nn.Module, max_depth: Optional[int] = None, include_root: bool = True) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module (got {type(module).__name__})")
-        if max_depth is not None and (not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 0):
-            raise ValueError(f"max_depth must be None or a non-negative int (got {max_depth!r})")
-        if not isinstance(include_root, bool):
-            raise TypeError(f"include_root must be a bool (got {type(include_root).__name__})")
+        optional_non_negative_int("max_depth", max_depth)
+        boolean("include_root", include_root, got_type=True)
         self.module = module
         self.max_depth = max_depth
         self.include_root = include_root

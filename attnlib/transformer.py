@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import boolean, fraction, is_int, positive_int, positive_number
 from .attention import KVCache, MultiHeadAttention
 from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
@@ -110,22 +111,16 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_encoder_layers",
                      "num_decoder_layers", "dim_feedforward", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TransformerConfig.{name} must be a positive int (got {value!r})")
+            positive_int(f"TransformerConfig.{name}", getattr(self, name))
         for name in ("norm_first", "final_norm", "tie_output_embedding", "residual", "layer_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise TypeError(f"TransformerConfig.{name} must be a bool (got {value!r})")
+            boolean(f"TransformerConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads != 0:
             raise ValueError(
                 "TransformerConfig.d_model must be divisible by num_heads "
                 f"(got d_model={self.d_model} and num_heads={self.num_heads})"
             )
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"TransformerConfig.dropout must be a number in [0, 1) (got {self.dropout!r})")
-        if not _is_number(self.layer_norm_eps) or not self.layer_norm_eps > 0:
-            raise ValueError(f"TransformerConfig.layer_norm_eps must be a positive number (got {self.layer_norm_eps!r})")
+        fraction("TransformerConfig.dropout", self.dropout)
+        positive_number("TransformerConfig.layer_norm_eps", self.layer_norm_eps)
         for name, allowed in (("activation", ACTIVATIONS), ("positional", POSITIONAL_KINDS)):
             value = getattr(self, name)
             if value not in allowed:
@@ -137,15 +132,11 @@ class TransformerConfig:
             )
         if self.pad_id is not None:
             smallest = min(self.src_vocab_size, self.tgt_vocab_size)
-            if not isinstance(self.pad_id, int) or isinstance(self.pad_id, bool) or not 0 <= self.pad_id < smallest:
+            if not is_int(self.pad_id) or not 0 <= self.pad_id < smallest:
                 raise ValueError(
                     f"TransformerConfig.pad_id must be None or an int in [0, {smallest}), a token of both "
                     f"vocabularies (got {self.pad_id!r})"
                 )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _layer_norm(config: TransformerConfig) -> nn.Module:

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 import torch
 
+from ._checks import non_negative_int, positive_int
+
 __all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source", "bars_hidden", "progress"]
 
 T_ = TypeVar("T_")
@@ -55,8 +57,7 @@ def seed_everything(seed: int) -> torch.Generator:
         A :class:`torch.Generator` seeded with ``seed``, for code that wants its own
         stream (data generation, say) independent of model initialisation.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int (got {seed!r})")
+    non_negative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -91,10 +92,8 @@ def measure_time(
     Returns:
         The median time of one call, in seconds.
     """
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int (got {repeats!r})")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int (got {warmup!r})")
+    positive_int("repeats", repeats)
+    non_negative_int("warmup", warmup)
     for _ in range(warmup):
         fn()
     times = []

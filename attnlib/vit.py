@@ -27,14 +27,11 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._checks import boolean, fraction, int_in_range, positive_int
 from .positional import LearnedPositionalEmbedding
 from .transformer import ACTIVATIONS, Encoder, TransformerConfig
 
 __all__ = ["ViTConfig", "patchify", "PatchEmbedding", "ViT"]
-
-
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 # --- configuration -------------------------------------------------------------------
@@ -81,9 +78,7 @@ class ViTConfig:
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "in_channels", "num_classes", "d_model", "num_heads",
                      "num_layers", "dim_feedforward"):
-            value = getattr(self, name)
-            if not _is_positive_int(value):
-                raise ValueError(f"ViTConfig.{name} must be a positive int (got {value!r})")
+            positive_int(f"ViTConfig.{name}", getattr(self, name))
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 "ViTConfig.image_size must be divisible by patch_size "
@@ -94,13 +89,10 @@ class ViTConfig:
                 "ViTConfig.d_model must be divisible by num_heads "
                 f"(got d_model={self.d_model} and num_heads={self.num_heads})"
             )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ViTConfig.dropout must be a number in [0, 1) (got {self.dropout!r})")
+        fraction("ViTConfig.dropout", self.dropout)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"ViTConfig.activation must be one of {ACTIVATIONS} (got {self.activation!r})")
-        if not isinstance(self.norm_first, bool):
-            raise TypeError(f"ViTConfig.norm_first must be a bool (got {self.norm_first!r})")
+        boolean("ViTConfig.norm_first", self.norm_first)
 
     @property
     def num_patches(self) -> int:
@@ -155,8 +147,7 @@ def patchify(images: Tensor, patch_size: int) -> Tensor:
         raise TypeError(f"images must be a torch.Tensor (got {type(images).__name__})")
     if images.dim() != 4:
         raise ValueError(f"images must have shape (B, C, Hi, Wi) (got {tuple(images.shape)})")
-    if not _is_positive_int(patch_size):
-        raise ValueError(f"patch_size must be a positive int (got {patch_size!r})")
+    positive_int("patch_size", patch_size)
     b, c, h, w = images.shape
     if h % patch_size != 0 or w % patch_size != 0:
         raise ValueError(
@@ -187,9 +178,9 @@ class PatchEmbedding(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int, d_model: int) -> None:
         super().__init__()
-        for name, value in (("patch_size", patch_size), ("in_channels", in_channels), ("d_model", d_model)):
-            if not _is_positive_int(value):
-                raise ValueError(f"{name} must be a positive int (got {value!r})")
+        positive_int("patch_size", patch_size)
+        positive_int("in_channels", in_channels)
+        positive_int("d_model", d_model)
         self.patch_size = patch_size
         self.in_channels = in_channels
         self.proj = nn.Linear(in_channels * patch_size * patch_size, d_model)
@@ -293,8 +284,7 @@ class ViT(nn.Module):
             The class token's attention weights over the patches.
         """
         n_layers = self.config.num_layers
-        if not isinstance(layer, int) or isinstance(layer, bool) or not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer must be an int in [{-n_layers}, {n_layers}) (got {layer!r})")
+        int_in_range("layer", layer, -n_layers, n_layers)
         _, maps = self.forward_features(images, need_weights=True)
         if maps is None:  # need_weights=True always returns the maps
             raise RuntimeError("the encoder returned no attention weights")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ._checks import positive_int
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -134,8 +136,7 @@ def plot_attention_heads(
     if titles is not None and len(titles) != H:
         raise ValueError(f"titles must have one entry per head: {H} (got {len(titles)})")
     ncols = min(H, 4) if ncols is None else ncols
-    if not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int (got {ncols!r})")
+    positive_int("ncols", ncols)
     nrows = math.ceil(H / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 1.0, panel_size * nrows), squeeze=False)
     vmax = max(float(w.max()), 1e-12)

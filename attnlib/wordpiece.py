@@ -35,6 +35,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 from torch import Tensor
 
+from ._checks import boolean, positive_int
+
 __all__ = [
     "SPECIAL_TOKENS",
     "load_vocab",
@@ -242,12 +244,9 @@ class WordPieceTokenizer:
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
             raise ValueError(f"vocab must contain the special tokens {SPECIAL_TOKENS} (missing {missing})")
-        if not isinstance(lower_case, bool):
-            raise TypeError(f"lower_case must be a bool (got {lower_case!r})")
-        if strip_accents is not None and not isinstance(strip_accents, bool):
-            raise TypeError(f"strip_accents must be a bool or None (got {strip_accents!r})")
-        if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
-            raise ValueError(f"max_chars must be a positive int (got {max_chars!r})")
+        boolean("lower_case", lower_case)
+        boolean("strip_accents", strip_accents, or_none=True)
+        positive_int("max_chars", max_chars)
         self.vocab: Dict[str, int] = dict(vocab)
         self.ids_to_tokens: Dict[int, str] = {i: t for t, i in self.vocab.items()}
         self.lower_case = lower_case
