@@ -50,7 +50,7 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -428,7 +428,7 @@ class NumberTranslation:
                 rng.shuffle(singles)
                 examples += singles[:per_count]
                 continue
-            seen: set = set()
+            seen: Set[Example] = set()
             while len(seen) < per_count:
                 example = self._draw(rng, split, k)
                 if example not in seen:

@@ -181,7 +181,7 @@ class DistributedBatches:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Dataset[Any],
         batch_size: int,
         rank: int = 0,
         world_size: int = 1,
@@ -195,12 +195,12 @@ class DistributedBatches:
         int_in_range("rank", rank, 0, world_size, high_name="world_size")
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset must be a map-style dataset with __len__ and __getitem__ (got {type(dataset).__name__})")
-        if len(dataset) < world_size * batch_size and drop_last:  # type: ignore[arg-type]
+        if len(dataset) < world_size * batch_size and drop_last:
             raise ValueError(
-                f"dataset has {len(dataset)} examples, fewer than one global batch of "  # type: ignore[arg-type]
+                f"dataset has {len(dataset)} examples, fewer than one global batch of "
                 f"batch_size * world_size = {batch_size * world_size}"
             )
-        self.sampler = DistributedSampler(
+        self.sampler: DistributedSampler[Any] = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
         self.loader = DataLoader(

@@ -148,7 +148,7 @@ class _TiledAttention(torch.autograd.Function):
     """Autograd wrapper: tiled forward, tiled backward that recomputes the weights."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, q: Tensor, k: Tensor, v: Tensor, masks: _Masks, scale: float, block_q: int, block_k: int
     ) -> Tensor:
         out, lse = _forward(q, k, v, masks, scale, block_q, block_k)
@@ -157,7 +157,7 @@ class _TiledAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         q, k, v, out, lse = ctx.saved_tensors
         grads = _backward(q, k, v, out, lse, grad_out, ctx.masks, ctx.scale, ctx.block_q, ctx.block_k)
         return grads + (None, None, None, None)

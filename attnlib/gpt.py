@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ._checks import boolean, fraction, is_number, non_negative_int, optional_positive_int, positive_number
 from .attention import KVCache
-from .transformer import Encoder, TransformerConfig, _check_token_ids
+from .transformer import Encoder, EncoderLayer, TransformerConfig, _check_token_ids
 
 __all__ = ["GPT", "filter_logits"]
 
@@ -156,6 +156,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         scale = 0.02 / (2 * self.config.num_encoder_layers) ** 0.5
         for layer in self.blocks.layers:
+            assert isinstance(layer, EncoderLayer)  # what Encoder holds; a ModuleList only knows Module
             nn.init.normal_(layer.self_attn.out_proj.weight, std=scale)
             nn.init.normal_(layer.feed_forward.linear2.weight, std=scale)
 

@@ -294,8 +294,8 @@ def mean_pooling(hidden: Tensor, key_padding_mask: Optional[Tensor] = None) -> T
     if key_padding_mask is None:
         return hidden.mean(dim=1)
     if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
-        got = key_padding_mask.dtype if isinstance(key_padding_mask, Tensor) else type(key_padding_mask).__name__
-        raise TypeError(f"key_padding_mask must be a torch.bool tensor, True at padding (got {got})")
+        given = key_padding_mask.dtype if isinstance(key_padding_mask, Tensor) else type(key_padding_mask).__name__
+        raise TypeError(f"key_padding_mask must be a torch.bool tensor, True at padding (got {given})")
     if key_padding_mask.shape != hidden.shape[:2]:
         raise ValueError(
             f"key_padding_mask must have shape (B, T) = {tuple(hidden.shape[:2])} (got {tuple(key_padding_mask.shape)})"

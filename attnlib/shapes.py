@@ -97,9 +97,10 @@ def format_shape(shape: Shape) -> str:
         return "None"
     if isinstance(shape, str):
         return shape
-    if isinstance(shape, tuple):
-        inner = ", ".join(format_shape(s) for s in shape)
-        return f"({inner},)" if len(shape) == 1 else f"({inner})"
+    if isinstance(shape, tuple):  # a tuple of shapes (a torch.Size, also a tuple, was handled above)
+        items: Tuple[Any, ...] = shape
+        inner = ", ".join(format_shape(s) for s in items)
+        return f"({inner},)" if len(items) == 1 else f"({inner})"
     if isinstance(shape, list):
         return "[" + ", ".join(format_shape(s) for s in shape) + "]"
     if isinstance(shape, dict):

@@ -17,6 +17,8 @@ from ._checks import positive_int
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from numpy import float64
+    from numpy.typing import NDArray
 
 __all__ = ["plot_attention", "plot_attention_heads"]
 
@@ -24,7 +26,7 @@ __all__ = ["plot_attention", "plot_attention_heads"]
 ArrayLike = Any
 
 
-def _as_matrix(weights: ArrayLike, name: str, ndim: int):  # -> numpy array
+def _as_matrix(weights: ArrayLike, name: str, ndim: int) -> NDArray[float64]:
     import numpy as np
 
     if isinstance(weights, Tensor):

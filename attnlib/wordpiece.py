@@ -65,7 +65,7 @@ _CJK_RANGES = (
 )
 
 
-def load_vocab(path: Union[str, os.PathLike]) -> Dict[str, int]:
+def load_vocab(path: Union[str, "os.PathLike[str]"]) -> Dict[str, int]:
     """Read a ``vocab.txt``: one token a line, its id the line number (from 0).
 
     Args:
@@ -262,7 +262,7 @@ class WordPieceTokenizer:
         self._special_re = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
 
     @classmethod
-    def from_file(cls, path: Union[str, os.PathLike], **kwargs: object) -> "WordPieceTokenizer":
+    def from_file(cls, path: Union[str, "os.PathLike[str]"], **kwargs: object) -> "WordPieceTokenizer":
         """A tokenizer from a ``vocab.txt`` (keyword arguments as in the constructor)."""
         return cls(load_vocab(path), **kwargs)  # type: ignore[arg-type]
 
