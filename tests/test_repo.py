@@ -59,8 +59,8 @@ def test_environment_yml_declares_the_same_packages_as_pyproject():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = pyproject["project"]
     declared = {_name(r) for r in project["dependencies"]}
-    for extra in ("book", "test"):
-        declared |= {_name(r) for r in project["optional-dependencies"][extra]}
+    for requirements in project["optional-dependencies"].values():
+        declared |= {_name(r) for r in requirements}
     env_text = (ROOT / "environment.yml").read_text()
     pip_lines = re.findall(r"^\s+- (?!-)(\S+)\s*$", env_text.split("- pip:", 1)[1], flags=re.M)
     in_env = {_name(r) for r in pip_lines}
