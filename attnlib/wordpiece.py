@@ -3,8 +3,10 @@
 Chapter 13, "A real pretrained transformer", uses it to feed all-MiniLM-L6-v2.
 A pretrained model only understands the ids its own tokenizer produced, so this one
 reproduces, id for id, the tokenizer shipped with the checkpoint (the ``tokenizers``
-package reading its ``tokenizer.json``; the tests compare the two on thousands of
-strings). Two stages (Devlin et al., 2019, section 3; Wu et al., 2016, section 4.1):
+package reading its ``tokenizer.json``) on every character that ``tokenizers`` knows;
+"Where attnlib differs from tokenizers" below says which characters it does not know.
+The tests compare the two on thousands of strings and on each code point. Two stages
+(Devlin et al., 2019, section 3; Wu et al., 2016, section 4.1):
 
 1. **Basic tokenization** (:func:`basic_tokenize`): drop control characters, turn
    every kind of whitespace into a space, put spaces around CJK ideographs (each is
@@ -22,6 +24,41 @@ text are kept as they are, and :meth:`WordPieceTokenizer.encode` wraps a text as
 Character classes follow the Rust ``tokenizers`` implementation where it differs
 from the original Python BERT code: lower-casing comes after accent stripping, and
 whitespace is Unicode's ``White_Space`` property.
+
+**Where attnlib differs from tokenizers.** Each side classifies characters with the
+Unicode tables it was built with. ``tokenizers`` (0.23.3, the version tested) reads a
+character's category (control, punctuation, nonspacing mark) and its decomposition
+from tables of Unicode 8.0 (2015), and lower-cases with Rust's own, newer tables
+(Unicode 17). attnlib reads Python's ``unicodedata``, whose version comes with the
+interpreter (Unicode 14.0 on Python 3.11, 15.0 on 3.12).
+
+* *Characters assigned in Unicode 9.0 or later* are, for ``tokenizers``, unassigned
+  code points, which it keeps inside a word like letters. attnlib classifies them as
+  Unicode now does, so where that class matters the two differ, on purpose: attnlib
+  drops a new format character (category ``Cf``, e.g. U+0890 ARABIC POUND MARK
+  ABOVE), splits off a new punctuation mark (``P*``, e.g. U+2E4F CORNISH VERSE
+  DIVIDER: ``"a\\u2e4fb"`` is ``a``, ``[UNK]``, ``b`` here and one ``[UNK]`` there),
+  strips a new nonspacing mark with the accents (``Mn``, e.g. U+1ABF COMBINING LATIN
+  SMALL LETTER W BELOW) and decomposes U+11938 DIVES AKURU VOWEL SIGN O. On Python
+  3.11 that is 498 code points (104 punctuation marks, 380 nonspacing marks, 13
+  format characters and U+11938), all assigned in Unicode 9.0 to 14.0; a later Python
+  knows more. None of them is in the checkpoint's vocabulary, so ``tokenizers`` turns
+  a word that holds one into ``[UNK]``, where attnlib keeps the rest of the word.
+  Matching ``tokenizers`` there would mean shipping Unicode 8.0's tables in order to
+  misclassify characters that text written since 2016 uses.
+* *Characters that both know but Unicode has re-classified since 8.0* follow
+  ``tokenizers``, since the model was trained on its output: U+166D CANADIAN
+  SYLLABICS CHI SIGN and U+111C9 SHARADA SANDHI MARK are punctuation (``Po`` in 8.0),
+  U+1734 HANUNOO SIGN PAMUDPOD is stripped with the accents (``Mn`` in 8.0), and
+  U+1885, U+1886 MONGOLIAN LETTER ALI GALI (THREE) BALUDA, U+A9BD JAVANESE CONSONANT
+  SIGN KERET and U+111C9 are not (``Lo``, ``Mc``, ``Po`` in 8.0).
+* *Capital letters newer than Python's tables* (Unicode 16 and 17: U+1C89, U+A7CB to
+  U+A7DC, Garay U+10D50 to U+10D65, U+16EA0 to U+16EB8), which Rust lower-cases,
+  are lower-cased through a table here, so they match too.
+
+The tests pin the differences on named characters and sweep the code points (every
+one in planes 0 and 1 outside the large uniform blocks, and a deterministic sample of
+the rest) to check that these are the only ones.
 """
 
 from __future__ import annotations
@@ -43,6 +80,8 @@ __all__ = [
     "is_whitespace",
     "is_control",
     "is_punctuation",
+    "is_nonspacing_mark",
+    "to_lower",
     "is_cjk",
     "basic_tokenize",
     "wordpiece",
@@ -57,6 +96,22 @@ _WHITESPACE = frozenset(
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000"
 )
+
+# Where tokenizers knows a character but Unicode has re-classified it since 8.0, the
+# Unicode of tokenizers' category tables (see the module's docstring): tokenizers' class.
+_PUNCTUATION_IN_8_0 = frozenset("\u166d\U000111c9")  # Po in 8.0; So and Mn now
+_MARK_IN_8_0 = frozenset("\u1734")  # Mn in 8.0; Mc now
+_NOT_MARK_IN_8_0 = frozenset("\u1885\u1886\ua9bd\U000111c9")  # Lo, Lo, Mc, Po in 8.0; Mn now
+
+# Lower case of the capitals of Unicode 16 and 17, which Rust's char::to_lowercase (and
+# so tokenizers) knows and Python 3.11's str.lower does not; the same on any Python.
+_NEWER_LOWER_CASE: Dict[str, str] = {
+    **{chr(cp): chr(cp + 1) for cp in (0x1C89, 0xA7CC, 0xA7CE, 0xA7D2, 0xA7D4, 0xA7DA)},
+    "\ua7cb": "\u0264",
+    "\ua7dc": "\u019b",
+    **{chr(cp): chr(cp + 0x20) for cp in range(0x10D50, 0x10D66)},  # Garay
+    **{chr(cp): chr(cp + 0x1B) for cp in range(0x16EA0, 0x16EB9)},  # Beria Erfe
+}
 
 # Code-point blocks of CJK ideographs, as in BERT's and the tokenizers package's code.
 _CJK_RANGES = (
@@ -111,11 +166,35 @@ def is_punctuation(ch: str) -> bool:
     """Whether ``ch`` is punctuation: any ASCII symbol character or Unicode category ``P*``.
 
     ASCII ``$ + < = > ^ ` |`` and ``~`` are symbols in Unicode, but BERT splits them too.
+    U+166D and U+111C9, punctuation in Unicode 8.0 and re-classified since, count as
+    punctuation, as in ``tokenizers`` (see the module's docstring).
     """
     cp = ord(ch)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
         return True
+    if ch in _PUNCTUATION_IN_8_0:
+        return True
     return unicodedata.category(ch).startswith("P")
+
+
+def is_nonspacing_mark(ch: str) -> bool:
+    """Whether accent stripping drops ``ch``: Unicode category ``Mn`` (a nonspacing mark).
+
+    Four characters re-classified since Unicode 8.0 keep their class of 8.0, as in
+    ``tokenizers``: U+1734 is a mark; U+1885, U+1886, U+A9BD and U+111C9 are not.
+    """
+    if ch in _MARK_IN_8_0:
+        return True
+    return unicodedata.category(ch) == "Mn" and ch not in _NOT_MARK_IN_8_0
+
+
+def to_lower(ch: str) -> str:
+    """The lower case of one character (``str.lower``, with the capitals of Unicode 16 and 17).
+
+    May be longer than one character (U+0130 becomes ``"i̇"``). There is no
+    final-sigma rule, as in Rust's ``char::to_lowercase``.
+    """
+    return _NEWER_LOWER_CASE.get(ch) or ch.lower()
 
 
 def is_cjk(ch: str) -> bool:
@@ -141,9 +220,9 @@ def _normalize(text: str, lower_case: bool, strip_accents: bool) -> str:
             chars.append(ch)
     out = "".join(chars)
     if strip_accents:
-        out = "".join(c for c in unicodedata.normalize("NFD", out) if unicodedata.category(c) != "Mn")
+        out = "".join(c for c in unicodedata.normalize("NFD", out) if not is_nonspacing_mark(c))
     if lower_case:  # character by character, as Rust does (no final-sigma rule)
-        out = "".join(c.lower() for c in out)
+        out = "".join(to_lower(c) for c in out)
     return out
 
 
