@@ -1,7 +1,8 @@
 # attnlib and its book. Two commands on a fresh machine with Python 3.11 and pip:
 #
 #   make book   executes every notebook and builds the HTML book
-#   make test   unit tests, nbval over every notebook, a book build of what nbval executed
+#   make test   the type check and the package build (make typecheck, make dist), then unit
+#               tests, nbval over every notebook, a book build of what nbval executed
 #               (warnings are errors) and a browser test of that book
 #
 # Both create a virtual environment in .venv when it is missing. make test also installs
@@ -37,12 +38,14 @@ CHROMIUM := /usr/bin/chromium
 # The table of contents of the test build (a copy can be tried with make book-check TOC=...).
 TOC      ?= _toc.yml
 
-.PHONY: book test bench lab venv unit nbval book-check browser-test clean help
+.PHONY: book test typecheck dist bench lab venv unit nbval book-check browser-test clean help
 
 help:
 	@echo "make book   - execute every notebook and build the HTML book into _build/html"
-	@echo "make test   - unit tests, nbval over every notebook, a book build of their outputs"
-	@echo "              (warnings are errors) and a browser test of that book (screenshots in _build/screenshots)"
+	@echo "make test   - typecheck and dist, then unit tests, nbval over every notebook, a book build of"
+	@echo "              their outputs (warnings are errors) and a browser test of that book (screenshots in _build/screenshots)"
+	@echo "make typecheck - mypy over attnlib/ (settings in pyproject.toml)"
+	@echo "make dist   - build the sdist and the wheel into dist/ and check them (twine check)"
 	@echo "make bench  - the benchmark suite: tables on screen, JSON in benchmarks/results/run.json"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make clean  - remove the build output (keeps .venv)"
@@ -70,7 +73,7 @@ book: $(STAMP)
 #  3. browser-test: tests/browser drives Chromium over that HTML (pages, math, figures,
 #     internal links, search) and saves screenshots in _build/screenshots.
 # tests/browser needs the built book, so the first run leaves it to the last one.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) typecheck dist
 	@mkdir -p _build
 	@$(BIN)/python benchmarks/gflops.py --json _build/machine-speed.json
 	rm -rf $(EXECUTED)
@@ -78,6 +81,20 @@ test: $(STAMP) $(CHROMIUM)
 	  --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider \
 	  --save-executed $(EXECUTED) --machine-speed _build/machine-speed.json --notebook-times _build/notebook-times.json
 	$(MAKE) --no-print-directory book-check browser-test
+
+# The type check: mypy over attnlib/ with the settings of [tool.mypy] in pyproject.toml
+# (strict, but for two checks that only flag torch's own untyped API).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The package as it would be released: the sdist and the wheel, built in an isolated
+# environment (python -m build), their metadata checked by twine, and their contents by
+# .ci/check_dist.py (the licence and py.typed in both, every module, no tests in the sdist).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python .ci/check_dist.py dist
 
 # Every chapter in _toc.yml must have been executed by step 1: the test build never
 # executes a notebook itself, so a missing one would be a chapter without outputs.
@@ -119,4 +136,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter-lab notebooks
 
 clean:
-	rm -rf _build conf.py .jupyter_cache
+	rm -rf _build conf.py .jupyter_cache dist build .mypy_cache

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import attnlib
 
@@ -100,3 +101,36 @@ def test_notebook_ends_with_exercises_and_hidden_solutions(path):
     assert len(solutions) >= 2, f"{path.name}: {len(solutions)} solution cells in '## Exercises' (want >= 2, each starting '# Solution')"
     hidden = [c for c in solutions if "hide-cell" in c.get("metadata", {}).get("tags", [])]
     assert len(hidden) == len(solutions), f"{path.name}: solution cells must be tagged hide-cell (revealed on click)"
+
+
+def test_licences_are_declared_shipped_and_stated():
+    """MIT for the code (an SPDX expression, with the file), CC BY 4.0 for the book, both said where readers look."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert not any(c.startswith("License ::") for c in project["classifiers"]), "the SPDX expression replaces licence classifiers"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "Creative Commons Attribution 4.0" in (ROOT / "LICENSE-BOOK.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "## Licence" in readme and "CC BY 4.0" in readme and "MIT" in readme
+    footer = yaml.safe_load((ROOT / "_config.yml").read_text())["html"]["extra_footer"]
+    assert "CC BY 4.0" in footer and "MIT" in footer
+    intro = (ROOT / "book" / "intro.md").read_text()
+    assert "## How to cite" in intro and "CC BY 4.0" in intro
+
+
+def test_citation_changelog_and_classifiers_follow_the_version():
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^cff-version: 1\.2\.0$", citation, flags=re.M)
+    versions = re.findall(r"^\s*(?:version|edition): \"?([^\"\s]+)\"?$", citation, flags=re.M)
+    assert versions == [attnlib.__version__] * 2, f"CITATION.cff says {versions}, attnlib is {attnlib.__version__}"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and f"## [{attnlib.__version__}]" in changelog
+    classifiers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    tested = f"Programming Language :: Python :: {sys.version_info.major}.{sys.version_info.minor}"
+    if sys.version_info[:2] == (3, 11):  # the version the test command runs on
+        assert tested in classifiers
+
+
+def test_the_sdist_leaves_the_tests_out():
+    """The tests need the whole repository (conftest.py, notebooks/, scripts/, benchmarks/); make dist checks the archives."""
+    assert re.search(r"^prune tests$", (ROOT / "MANIFEST.in").read_text(), flags=re.M)
