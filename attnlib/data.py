@@ -278,8 +278,7 @@ def _bucketed(
     length (a stable sort), cut into ``buckets`` batches and yielded in an order
     shuffled by ``rng``. With ``buckets=1`` the stream draws exactly as it always did.
     """
-    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
-        raise ValueError(f"buckets must be a positive int (got {buckets!r})")
+    positive_int("buckets", buckets)
     while True:
         examples = draw(batch_size * buckets)
         if buckets == 1:
