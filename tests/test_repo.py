@@ -54,6 +54,10 @@ def test_notebook_follows_the_conventions(path):
                 and not {"hide-cell", "remove-cell", "remove-input"} & set(c.get("metadata", {}).get("tags", []))]
     assert not untagged, f"{path.name}: check cells {untagged} must be tagged hide-cell (collapsed in the page)"
     assert "get_device()" in "".join("".join(c["source"]) for c in cells), f"{path.name}: device must come from attnlib.get_device()"
+    # tqdm.auto's notebook bar ignores TQDM_DISABLE and floods a kernel nobody reads (see
+    # conftest.py); progress goes through attnlib.train.fit or attnlib.progress.
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "tqdm" not in code, f"{path.name}: use attnlib.progress (or fit's progress) instead of tqdm"
 
 
 def test_environment_yml_declares_the_same_packages_as_pyproject():
