@@ -92,12 +92,13 @@ test: $(STAMP) $(CHROMIUM) typecheck dist
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The package as it would be released: the sdist and the wheel, built in an isolated
-# environment (python -m build), their metadata checked by twine, and their contents by
+# The package as it would be released: the sdist and the wheel, built by python -m build
+# with the virtual environment's setuptools (no isolated build environment, which would
+# download one during the tests), their metadata checked by twine, and their contents by
 # .ci/check_dist.py (the licence and py.typed in both, every module, no tests in the sdist).
 dist: $(STAMP)
 	rm -rf dist
-	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m build --no-isolation --outdir dist .
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python .ci/check_dist.py dist
 
