@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import fraction, optional_positive_int, positive_int
+
 __all__ = [
     "History",
     "fit",
@@ -145,10 +147,8 @@ def inverse_sqrt_schedule(warmup: int, d_model: Optional[int] = None) -> Callabl
 
     Chapter 08.
     """
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
-        raise ValueError(f"warmup must be a positive int (got {warmup!r})")
-    if d_model is not None and (not isinstance(d_model, int) or isinstance(d_model, bool) or d_model < 1):
-        raise ValueError(f"d_model must be None or a positive int (got {d_model!r})")
+    positive_int("warmup", warmup)
+    optional_positive_int("d_model", d_model)
     scale = d_model ** -0.5 if d_model is not None else warmup**0.5  # the latter makes the peak 1
 
     def multiplier(step: int) -> float:
@@ -217,8 +217,7 @@ def fit(
 
     from .utils import bars_hidden
 
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int (got {steps!r})")
+    positive_int("steps", steps)
     if eval_every < 0:
         raise ValueError(f"eval_every must be non-negative (got {eval_every})")
     if clip_norm is not None and clip_norm <= 0:
@@ -313,8 +312,7 @@ def seq2seq_loss(model: nn.Module, batch: Any, pad_id: int = 0, label_smoothing:
     Returns:
         The loss, a scalar tensor.
     """
-    if not isinstance(label_smoothing, (int, float)) or isinstance(label_smoothing, bool) or not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be a number in [0, 1) (got {label_smoothing!r})")
+    fraction("label_smoothing", label_smoothing)
     for name in ("src", "src_key_padding_mask", "tgt_in", "tgt_out"):
         if not hasattr(batch, name):
             raise TypeError(f"batch must have the fields of a Seq2SeqBatch (missing {name!r} in {type(batch).__name__})")

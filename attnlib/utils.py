@@ -184,8 +184,7 @@ def progress(
     Yields:
         The items of ``iterable``.
     """
-    if not isinstance(lines, int) or isinstance(lines, bool) or lines < 0:
-        raise ValueError(f"lines must be a non-negative int (got {lines!r})")
+    non_negative_int("lines", lines)
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]

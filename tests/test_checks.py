@@ -107,9 +107,8 @@ def test_boolean_messages():
         boolean("b", "yes", got_type=True)
 
 
-# The checks module itself, and the inline checks not yet moved into it: attnlib.train
-# and attnlib.utils.progress are left to a later change (see CHANGELOG.md).
-_INLINE_ALLOWED = {"_checks.py": None, "train.py": 4, "utils.py": 1}
+# The checks module itself is the only place with inline checks.
+_INLINE_ALLOWED = {"_checks.py": None}
 
 
 def test_no_module_writes_the_int_but_not_bool_check_again():
