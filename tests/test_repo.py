@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import attnlib
+from attnlib._install_cell import install_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -42,9 +43,9 @@ def test_notebook_follows_the_conventions(path):
     cells = nb["cells"]
     first_code = next(c for c in cells if c["cell_type"] == "code")
     source = "".join(first_code["source"])
-    assert 'find_spec("attnlib") is None' in source, f"{path.name}: the first code cell must install attnlib only when missing"
-    pins = re.findall(r"attnlib @ git\+\S+@v([0-9][^\"'\s]*)", source)
-    assert pins == [attnlib.__version__], f"{path.name}: install pin {pins} must equal attnlib.__version__ {attnlib.__version__}"
+    assert source == install_cell(path.name), (
+        f"{path.name}: the first code cell must be attnlib._install_cell's template for version "
+        f"{attnlib.__version__}; rewrite it with python -m attnlib._install_cell notebooks/*.ipynb")
     tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
     assert any("parameters" in t for t in tags), f"{path.name}: no cell tagged 'parameters'"
     checks = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).lstrip().startswith("# Check:")]
