@@ -29,7 +29,8 @@ export TQDM_DISABLE := 1
 # The test run and the book build keep both cores busy with one thread per process:
 # two processes (notebook kernels, test workers) side by side, each with one torch
 # thread. Two processes with two threads each on two cores stall each other.
-JOBS ?= 2
+# JOBS: processes side by side, one per core this process may use (nproc follows taskset).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 # What make test builds, all under _build/: the notebooks as nbval executed them, the
