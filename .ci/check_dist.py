@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(folder: Path) -> int:
     modules = {f"attnlib/{p.name}" for p in (ROOT / "attnlib").glob("*.py")} | {"attnlib/py.typed"}
+    # The package data the chapters read at run time (the corpus, chapter 11's checkpoint).
+    modules |= {f"attnlib/_resources/{p.name}" for p in (ROOT / "attnlib" / "_resources").iterdir()}
     sdists, wheels = sorted(folder.glob("*.tar.gz")), sorted(folder.glob("*.whl"))
     if len(sdists) != 1 or len(wheels) != 1:
         print(f"check_dist: expected one sdist and one wheel in {folder} (got {sdists + wheels})")
@@ -32,7 +34,7 @@ def main(folder: Path) -> int:
     for problem in problems:
         print(f"check_dist: {problem}")
     if not problems:
-        print(f"check_dist: {sdists[0].name} and {wheels[0].name} hold attnlib, py.typed and the LICENSE; no tests in the sdist")
+        print(f"check_dist: {sdists[0].name} and {wheels[0].name} hold attnlib, its package data, py.typed and the LICENSE; no tests in the sdist")
     return 1 if problems else 0
 
 

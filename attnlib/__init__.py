@@ -3,7 +3,7 @@
 The package behind the book *attnlib and its book*. Every module matches a chapter:
 
 * :mod:`attnlib.rnn` -- RNN, LSTM and GRU written from their equations (chapter 01)
-* :mod:`attnlib.data` -- the running translation task (chapters 02, 03, 08)
+* :mod:`attnlib.data` -- the running translation task (chapters 02, 03, 08) and the help-text corpus (chapters 10, 11)
 * :mod:`attnlib.seq2seq` -- GRU encoder-decoders with and without attention (chapters 02, 03)
 * :mod:`attnlib.decoding` -- the seq2seq model protocol and greedy decoding
 * :mod:`attnlib.functional` -- scaled dot-product attention and masks (chapter 04)
@@ -12,6 +12,7 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.shapes` -- a shape tracer for any module (chapter 06)
 * :mod:`attnlib.transformer` -- the encoder-decoder transformer (chapter 08)
 * :mod:`attnlib.bert` -- a BERT-style encoder with masked-language-model and classification heads (chapters 11, 13)
+* :mod:`attnlib.pretrain_bert` -- chapter 11's pretraining run (``python -m attnlib.pretrain_bert``) and its shipped checkpoint
 * :mod:`attnlib.wordpiece` -- BERT's WordPiece tokenizer (chapter 13)
 * :mod:`attnlib.pretrained` -- the pretrained all-MiniLM-L6-v2, loaded offline (chapter 13)
 * :mod:`attnlib.gpt` -- a decoder-only GPT with a KV cache (chapter 10)
@@ -50,7 +51,7 @@ from . import (
 )
 from .attention import KVCache, MultiHeadAttention
 from .bert import BertConfig, BertEncoder, BertForMaskedLM, BertForSequenceClassification, mask_tokens
-from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics
+from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics, pydoc_topics
 from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, exact_match_by_count, greedy_decode, sequence_log_prob, translate
 from .distributed import DistributedBatches, DistributedContext, init_distributed, shutdown_distributed, wrap_model
 from .efficient import PeakMemory, tiled_attention
@@ -195,6 +196,7 @@ __all__ = [
     "TextToText",
     "CharTokenizer",
     "load_pydoc_topics",
+    "pydoc_topics",
     "lm_batches",
     "BeamSearchOutput",
     "beam_search",

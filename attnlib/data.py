@@ -481,7 +481,7 @@ class NumberTranslation:
 # === Character-level text: tokenizer, corpus and language-model batches ==============
 # (chapter 10, GPT; section appended by the GPT work of issue 7)
 
-__all__ += ["CharTokenizer", "load_pydoc_topics", "lm_batches"]
+__all__ += ["CharTokenizer", "load_pydoc_topics", "lm_batches", "pydoc_topics"]
 
 
 class CharTokenizer:
@@ -558,15 +558,40 @@ class CharTokenizer:
         return "".join(out)
 
 
-def load_pydoc_topics(val_fraction: float = 0.1) -> Tuple[str, str]:
-    """The English help text that ships with CPython, split into training and validation.
+def pydoc_topics() -> Dict[str, str]:
+    """The help text of Python's language topics, the same on every Python version.
 
-    ``pydoc_data.topics`` holds the text of ``help("if")``, ``help("with")`` and the
-    other language topics (about 80 of them, some 460,000 characters): a small corpus
-    of technical English that every Python installation has, so nothing is downloaded.
+    A snapshot of ``pydoc_data.topics.topics`` from CPython 3.11.7 (PSF License), shipped
+    as package data and checked by its sha256 (``attnlib/_resources/README.md``). The
+    module itself changes from one Python release to the next (458,917 characters on
+    3.10, 492,155 on 3.12), which would move every figure that chapters 10 and 11
+    measure on it; the snapshot keeps the text the book was made with.
+
+    Returns:
+        A dict from topic name (``"if"``, ``"with"``, ...) to its help text.
+
+    Chapters 10 and 11.
+    """
+    import json
+    import lzma
+
+    from ._package_data import resource_path
+
+    with lzma.open(resource_path("pydoc_topics.json.xz"), "rt", encoding="ascii") as f:
+        topics: Dict[str, str] = json.load(f)
+    return topics
+
+
+def load_pydoc_topics(val_fraction: float = 0.1) -> Tuple[str, str]:
+    """The English help text of Python's language topics, split into training and validation.
+
+    :func:`pydoc_topics` holds the text of ``help("if")``, ``help("with")`` and the
+    other language topics (about 80 of them, some 465,000 characters): a small corpus
+    of technical English that ships with attnlib, so nothing is downloaded, and is the
+    same on every Python version (a snapshot of CPython 3.11.7's ``pydoc_data.topics``).
     The topics are joined in sorted order with a blank line between them and the last
     ``val_fraction`` of the characters is the validation text, so the two splits share
-    no passage. The exact text depends on the Python version.
+    no passage.
 
     Args:
         val_fraction: the share of characters held out, in ``(0, 1)``.
@@ -577,8 +602,7 @@ def load_pydoc_topics(val_fraction: float = 0.1) -> Tuple[str, str]:
     Chapter 10.
     """
     fraction("val_fraction", val_fraction, open_low=True)
-    from pydoc_data.topics import topics
-
+    topics = pydoc_topics()
     text = "\n\n".join(topics[name].strip() for name in sorted(topics))
     cut = int(round(len(text) * (1 - val_fraction)))
     return text[:cut], text[cut:]

@@ -1,11 +1,11 @@
-"""Tests for scripts/pretrain_bert.py, the pretraining run behind chapter 11's checkpoint:
+"""Tests for attnlib.pretrain_bert (python -m attnlib.pretrain_bert), the pretraining run behind chapter 11's checkpoint:
 it runs for a few steps, writes a loadable safetensors file with its metadata, keeps the
 classification task's test text out of the corpus, starts on short windows, and rejects
 bad arguments."""
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,15 +16,21 @@ from safetensors.torch import load_model
 
 from attnlib.bert import IGNORE_INDEX, BertConfig, BertForMaskedLM
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_bert.py"
+import attnlib.pretrain_bert
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("pretrain_bert", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return attnlib.pretrain_bert
+
+
+def test_the_shipped_checkpoint_is_the_pinned_one_with_this_tokenizer(script):
+    path = script.checkpoint_path()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == "6ad0566a45d2f93c7ba041a9dad5f38c2c492abce86e062cdfadd8ffa359de04"
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["chars"]) == script.tokenizer().chars
+    assert json.loads(meta["topics"]) == list(script.TOPICS)
 
 
 def test_tokenizer_puts_the_special_tokens_first(script):

@@ -2,17 +2,19 @@
 
 The pretraining run does not fit a notebook's three-minute budget on two CPU cores, so
 it runs here, once, and chapter 11 loads the checkpoint it writes (a ~0.5 MB
-safetensors file whose sha256 the chapter checks). The committed checkpoint is one run::
+safetensors file shipped as attnlib's package data, whose sha256 attnlib and the chapter
+check: :func:`checkpoint_path`). The shipped checkpoint is one run::
 
-    OMP_NUM_THREADS=1 python scripts/pretrain_bert.py --steps 3000 --seed 0
+    OMP_NUM_THREADS=1 python -m attnlib.pretrain_bert --steps 3000 --seed 0 --out bert_char_pydoc.safetensors
 
-It wrote ``notebooks/checkpoints/bert_char_pydoc.safetensors`` (sha256
+It wrote ``attnlib/_resources/bert_char_pydoc.safetensors`` (sha256
 ``6ad0566a45d2f93c7ba041a9dad5f38c2c492abce86e062cdfadd8ffa359de04``) in 188 s of one
 CPU core: 0.72 masked-character accuracy on validation text (15% masking), where
 always guessing a space scores about 0.21.
 
-Corpus: the English help text of CPython's ``pydoc_data.topics``
-(:func:`attnlib.data.load_pydoc_topics`, training split), minus every line that shares
+Corpus: the English help text of Python's language topics, attnlib's snapshot of
+CPython 3.11.7's ``pydoc_data.topics`` (:func:`attnlib.data.load_pydoc_topics`, training
+split), minus every line that shares
 text with the held-out last quarter of each of the four topics that chapter 11's
 classification task tests on (topics overlap), so the encoder never reads a test
 passage. Tokens are characters, plus three control
@@ -42,22 +44,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing attnlib
-    sys.path.insert(0, str(ROOT))
+from ._package_data import resource_path
+from .bert import IGNORE_INDEX, BertConfig, BertForMaskedLM, mask_tokens
+from .data import CharTokenizer, load_pydoc_topics, pydoc_topics
+from .train import cosine_schedule, fit
+from .utils import get_device, seed_everything
 
-from attnlib.bert import IGNORE_INDEX, BertConfig, BertForMaskedLM, mask_tokens  # noqa: E402
-from attnlib.data import CharTokenizer, load_pydoc_topics  # noqa: E402
-from attnlib.train import cosine_schedule, fit  # noqa: E402
-from attnlib.utils import get_device, seed_everything  # noqa: E402
+__all__ = ["checkpoint_path", "main", "pretrain", "save"]
 
 PAD, MASK, CLS = "\x00", "\x01", "\x02"
 SPECIALS = PAD + MASK + CLS
@@ -67,11 +67,21 @@ WINDOW = 128
 SHORT_WINDOW = 32  # windows of the first --short-steps steps
 
 
-def topic_text(name: str) -> str:
-    """The help text of one ``pydoc_data`` topic, as :func:`load_pydoc_topics` joins it."""
-    from pydoc_data.topics import topics
+def checkpoint_path() -> Path:
+    """The path of chapter 11's pretrained checkpoint, shipped with attnlib, its sha256 checked.
 
-    return topics[name].strip()
+    Returns:
+        The path of ``bert_char_pydoc.safetensors`` in attnlib's package data: the run
+        described at the top of this module.
+
+    Chapter 11.
+    """
+    return resource_path("bert_char_pydoc.safetensors")
+
+
+def topic_text(name: str) -> str:
+    """The help text of one topic of :func:`attnlib.data.pydoc_topics`, as :func:`load_pydoc_topics` joins it."""
+    return pydoc_topics()[name].strip()
 
 
 def split_topic(name: str) -> Tuple[str, str]:
@@ -82,10 +92,8 @@ def split_topic(name: str) -> Tuple[str, str]:
 
 
 def tokenizer() -> CharTokenizer:
-    """Every character of ``pydoc_data.topics`` plus the three special tokens (ids 0, 1, 2)."""
-    from pydoc_data.topics import topics
-
-    return CharTokenizer("".join(topics.values()) + SPECIALS)
+    """Every character of :func:`attnlib.data.pydoc_topics` plus the three special tokens (ids 0, 1, 2)."""
+    return CharTokenizer("".join(pydoc_topics().values()) + SPECIALS)
 
 
 def pretraining_text(shingle: int = 32) -> str:
@@ -203,7 +211,9 @@ def save(model: BertForMaskedLM, summary: Dict[str, object], path: Path) -> None
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """``python -m attnlib.pretrain_bert``: pretrain, save the checkpoint, print a JSON summary line."""
+    parser = argparse.ArgumentParser(prog="python -m attnlib.pretrain_bert",
+                                     description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -211,7 +221,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--mask-prob", type=float, default=0.3, help="share of characters to predict")
     parser.add_argument("--short-steps", type=int, default=400, help=f"steps on {SHORT_WINDOW}-character windows first")
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "notebooks" / "checkpoints" / "bert_char_pydoc.safetensors")
+    parser.add_argument("--out", type=Path, default=Path("bert_char_pydoc.safetensors"),
+                        help="where to write the checkpoint (default: the current folder)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be a positive int (got {args.steps})")
@@ -226,7 +237,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     print(json.dumps({"out": str(args.out), "sha256": digest, "val_masked_accuracy": summary["val_masked_accuracy"],
-                      "steps": args.steps, "seconds": round(float(summary["seconds"]), 1)}))  # noqa: T201
+                      "steps": args.steps, "seconds": round(cast(float, summary["seconds"]), 1)}))  # noqa: T201
 
 
 if __name__ == "__main__":
