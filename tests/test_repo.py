@@ -139,3 +139,22 @@ def test_citation_changelog_and_classifiers_follow_the_version():
 def test_the_sdist_leaves_the_tests_out():
     """The tests need the whole repository (conftest.py, notebooks/, scripts/, benchmarks/); make dist checks the archives."""
     assert re.search(r"^prune tests$", (ROOT / "MANIFEST.in").read_text(), flags=re.M)
+
+
+BASE_PYTHON = Path("/root/.pyenv/versions/3.11.7/bin/python")
+
+
+@pytest.mark.skipif(not BASE_PYTHON.is_file(), reason="needs a Python without attnlib installed")
+def test_install_cell_says_what_to_do_when_the_install_fails(tmp_path):
+    """The first cell, where attnlib is missing and ATTNLIB_SOURCE names nothing: one message, no traceback."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "ATTNLIB_SOURCE": str(tmp_path / "does-not-exist")}
+    run = subprocess.run([str(BASE_PYTHON), "-I", "-c", install_cell("04_self_attention.ipynb")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    version = attnlib.__version__
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == (f"attnlib {version} could not be installed from {tmp_path / 'does-not-exist'}; if it is "
+                          f"not on PyPI yet, install it from a wheel or a clone: set ATTNLIB_SOURCE=/path/to/"
+                          f"attnlib-{version}-py3-none-any.whl (or a directory, or a VCS URL) and rerun this cell\n")
