@@ -158,3 +158,15 @@ def test_install_cell_says_what_to_do_when_the_install_fails(tmp_path):
     assert run.stderr == (f"attnlib {version} could not be installed from {tmp_path / 'does-not-exist'}; if it is "
                           f"not on PyPI yet, install it from a wheel or a clone: set ATTNLIB_SOURCE=/path/to/"
                           f"attnlib-{version}-py3-none-any.whl (or a directory, or a VCS URL) and rerun this cell\n")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_text_has_no_stray_control_characters(path):
+    """A TAB or another control character in prose or math renders wrong (a JSON "\\t" in
+    "$3 \\times 10^{-3}$" once rendered as "3 imes"); only newlines belong there."""
+    if path.suffix == ".ipynb":
+        texts = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+    else:
+        texts = [path.read_text()]
+    bad = sorted({repr(ch) for text in texts for ch in text if ord(ch) < 32 and ch != "\n"})
+    assert not bad, f"{path.name}: control characters {bad} in the text"
