@@ -165,7 +165,7 @@ def masked_accuracy(model: torch.nn.Module, batches: Sequence[Tuple[Tensor, Tens
 def pretrain(steps: int, seed: int, batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.01,
              mask_prob: float = 0.3, short_steps: int = 400, dropout: float = 0.0,
              device: Optional[torch.device] = None, progress: bool = True) -> Tuple[BertForMaskedLM, Dict[str, object]]:
-    """Train a fresh :class:`BertForMaskedLM` for ``steps`` steps; return it and a summary.
+    """Train a fresh :class:`~attnlib.bert.BertForMaskedLM` for ``steps`` steps; return it and a summary.
 
     The accuracy curve is measured on validation text (never trained on) with BERT's
     standard 15% masking and 128-character windows, whatever ``mask_prob`` is.
