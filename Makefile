@@ -29,8 +29,11 @@ export TQDM_DISABLE := 1
 # The test run and the book build keep both cores busy with one thread per process:
 # two processes (notebook kernels, test workers) side by side, each with one torch
 # thread. Two processes with two threads each on two cores stall each other.
-# JOBS: processes side by side, one per core this process may use (nproc follows taskset).
-JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# How many: benchmarks/gflops.py decides at the start of each run (one per core this
+# process may use, or one in all where a second thread adds little: there two jobs would
+# take turns and each cell would run twice as long); JOBS=N overrides it.
+JOBS ?=
+JOBS_NOW = $(or $(JOBS),$$(cat _build/jobs))
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 # What make test builds, all under _build/: the notebooks as nbval executed them, the
@@ -66,10 +69,12 @@ $(STAMP): pyproject.toml constraints.txt attnlib/__init__.py
 
 # The book: every notebook executed (cached between builds), warnings are errors.
 # Jupyter Book executes uncached notebooks one after another, so scripts/execute_notebooks.py
-# first executes them into its cache $(JOBS) at a time; the build then finds them cached.
+# first executes them into its cache, two at a time where both cores are real (see JOBS
+# above); the build then finds them cached.
 book: $(STAMP)
-	@start=$$(date +%s); \
-	$(ONE_THREAD) $(BIN)/python scripts/execute_notebooks.py --jobs $(JOBS) && \
+	@mkdir -p _build; start=$$(date +%s); \
+	$(BIN)/python benchmarks/gflops.py --jobs-file _build/jobs && \
+	$(ONE_THREAD) $(BIN)/python scripts/execute_notebooks.py --jobs $(JOBS_NOW) && \
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going && \
 	echo "make book: built in $$(( $$(date +%s) - start )) s" && \
 	echo "The book is at file://$(CURDIR)/_build/html/index.html"
@@ -86,9 +91,9 @@ book: $(STAMP)
 # tests/browser needs the built book, so the first run leaves it to the last one.
 test: $(STAMP) $(CHROMIUM) typecheck dist
 	@mkdir -p _build
-	@$(BIN)/python benchmarks/gflops.py --json _build/machine-speed.json
+	@$(BIN)/python benchmarks/gflops.py --json _build/machine-speed.json --jobs-file _build/jobs
 	rm -rf $(EXECUTED)
-	$(ONE_THREAD) $(BIN)/python -m pytest notebooks tests --ignore=tests/browser -n $(JOBS) --dist loadfile \
+	$(ONE_THREAD) $(BIN)/python -m pytest notebooks tests --ignore=tests/browser -n $(JOBS_NOW) --dist loadfile \
 	  --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider \
 	  --save-executed $(EXECUTED) --machine-speed _build/machine-speed.json --notebook-times _build/notebook-times.json
 	$(MAKE) --no-print-directory book-check browser-test

@@ -46,3 +46,18 @@ def test_check_refuses_a_wrong_kernel() -> None:
         bench_run.check("attention tiled n=512", 3e-2, 1e-5)
     with pytest.raises(SystemExit, match="not timing"):
         bench_run.check("nan", float("nan"), 1e-5)
+
+
+def test_parallel_jobs_one_per_core_unless_a_second_thread_adds_little(tmp_path: Path) -> None:
+    import gflops
+
+    assert gflops.parallel_jobs(80.0, 150.0, cores=2) == 2
+    assert gflops.parallel_jobs(53.0, 58.0, cores=2) == 1     # the slow machine of issue 16
+    assert gflops.parallel_jobs(80.0, 150.0, cores=1) == 1    # taskset -c 0
+    assert gflops.parallel_jobs(80.0, 150.0, cores=8) == 8
+    jobs, speed = tmp_path / "jobs", tmp_path / "speed.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gflops.py"), "--jobs-file", str(jobs), "--json", str(speed)],
+                   check=True, capture_output=True, text=True)
+    figures = json.loads(speed.read_text())
+    assert int(jobs.read_text()) == figures["jobs"] >= 1
+    assert figures["gflops_1_thread"] > 0 and figures["reference_gflops"] == 55.0
