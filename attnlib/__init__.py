@@ -96,7 +96,7 @@ from .transformer import (
     Transformer,
     TransformerConfig,
 )
-from .utils import get_device, measure_time, progress, seed_everything, show_source
+from .utils import get_device, glue, measure_time, progress, seed_everything, show_source
 from .vit import PatchEmbedding, ViT, ViTConfig, patchify
 from .viz import plot_attention, plot_attention_heads
 from .wordpiece import WordPieceTokenizer
@@ -172,6 +172,7 @@ __all__ = [
     "seed_everything",
     "measure_time",
     "progress",
+    "glue",
     "show_source",
     "plot_attention",
     "plot_attention_heads",

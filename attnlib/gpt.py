@@ -158,7 +158,8 @@ class GPT(nn.Module):
         for layer in self.blocks.layers:
             assert isinstance(layer, EncoderLayer)  # what Encoder holds; a ModuleList only knows Module
             nn.init.normal_(layer.self_attn.out_proj.weight, std=scale)
-            nn.init.normal_(layer.feed_forward.linear2.weight, std=scale)
+            if layer.feed_forward is not None:
+                nn.init.normal_(layer.feed_forward.linear2.weight, std=scale)
 
     def new_cache(self) -> List[KVCache]:
         """One empty :class:`~attnlib.attention.KVCache` per block, for :meth:`forward`."""

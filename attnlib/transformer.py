@@ -1,7 +1,7 @@
 """The encoder-decoder transformer of Vaswani et al. (2017), built from attnlib's parts.
 
 Chapter 08, "The transformer", assembles it; the ablation experiments (claim C12)
-switch its residual connections and layer norms off. The module reads top to bottom:
+switch its residual connections, layer norms and feed-forward sublayers off. The module reads top to bottom:
 config, feed-forward network, encoder layer, decoder layer, the two stacks, the model.
 
 Every attention here is :class:`attnlib.attention.MultiHeadAttention` and every
@@ -87,6 +87,9 @@ class TransformerConfig:
             For the ablation experiments only.
         layer_norm: ``False`` replaces every ``LayerNorm``, the final ones included,
             by the identity. For the ablation experiments only.
+        feed_forward: ``False`` removes every feed-forward sublayer (with its residual
+            connection and its ``LayerNorm``): the layers are attention only. For the
+            ablation experiments only.
     """
 
     src_vocab_size: int
@@ -107,12 +110,13 @@ class TransformerConfig:
     tie_output_embedding: bool = False
     residual: bool = True
     layer_norm: bool = True
+    feed_forward: bool = True
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_encoder_layers",
                      "num_decoder_layers", "dim_feedforward", "max_len"):
             positive_int(f"TransformerConfig.{name}", getattr(self, name))
-        for name in ("norm_first", "final_norm", "tie_output_embedding", "residual", "layer_norm"):
+        for name in ("norm_first", "final_norm", "tie_output_embedding", "residual", "layer_norm", "feed_forward"):
             boolean(f"TransformerConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads != 0:
             raise ValueError(
@@ -233,9 +237,12 @@ class EncoderLayer(_Sublayers):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
         self.self_attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.dropout)
-        self.feed_forward = FeedForward(config.d_model, config.dim_feedforward, config.dropout, config.activation)
+        self.feed_forward: Optional[FeedForward] = (
+            FeedForward(config.d_model, config.dim_feedforward, config.dropout, config.activation)
+            if config.feed_forward else None
+        )
         self.norm1 = _layer_norm(config)
-        self.norm2 = _layer_norm(config)
+        self.norm2 = _layer_norm(config) if config.feed_forward else nn.Identity()
         self.dropout1 = nn.Dropout(config.dropout)
         self.dropout2 = nn.Dropout(config.dropout)
 
@@ -274,8 +281,9 @@ class EncoderLayer(_Sublayers):
             need_weights=need_weights, average_attn_weights=False, is_causal=is_causal, kv_cache=kv_cache,
         )
         x = self._add_and_norm(src, self.dropout1(h), self.norm1)
-        h = self.feed_forward(self._sublayer_input(x, self.norm2))
-        x = self._add_and_norm(x, self.dropout2(h), self.norm2)
+        if self.feed_forward is not None:
+            h = self.feed_forward(self._sublayer_input(x, self.norm2))
+            x = self._add_and_norm(x, self.dropout2(h), self.norm2)
         return x, weights
 
 
@@ -297,10 +305,13 @@ class DecoderLayer(_Sublayers):
         super().__init__(config)
         self.self_attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.dropout)
         self.multihead_attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.dropout)
-        self.feed_forward = FeedForward(config.d_model, config.dim_feedforward, config.dropout, config.activation)
+        self.feed_forward: Optional[FeedForward] = (
+            FeedForward(config.d_model, config.dim_feedforward, config.dropout, config.activation)
+            if config.feed_forward else None
+        )
         self.norm1 = _layer_norm(config)
         self.norm2 = _layer_norm(config)
-        self.norm3 = _layer_norm(config)
+        self.norm3 = _layer_norm(config) if config.feed_forward else nn.Identity()
         self.dropout1 = nn.Dropout(config.dropout)
         self.dropout2 = nn.Dropout(config.dropout)
         self.dropout3 = nn.Dropout(config.dropout)
@@ -349,8 +360,9 @@ class DecoderLayer(_Sublayers):
             need_weights=need_weights, average_attn_weights=False,
         )
         x = self._add_and_norm(x, self.dropout2(h), self.norm2)
-        h = self.feed_forward(self._sublayer_input(x, self.norm3))
-        x = self._add_and_norm(x, self.dropout3(h), self.norm3)
+        if self.feed_forward is not None:
+            h = self.feed_forward(self._sublayer_input(x, self.norm3))
+            x = self._add_and_norm(x, self.dropout3(h), self.norm3)
         return x, self_weights, cross_weights
 
 

@@ -1,4 +1,4 @@
-"""Small helpers every chapter uses: the device, seeding, timing, and showing source code."""
+"""Small helpers every chapter uses: the device, seeding, timing, showing source code, publishing figures."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 
 from ._checks import non_negative_int, positive_int
 
-__all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source", "bars_hidden", "progress"]
+__all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source", "bars_hidden", "progress", "glue"]
 
 T_ = TypeVar("T_")
 
@@ -205,3 +205,54 @@ def progress(
         if done % every == 0 or done == total:
             print(f"{desc}: {done}/{total} ({100 * done // total}%), {time.perf_counter() - start:.0f} s",
                   file=sys.stdout, flush=True)
+
+
+# The mime-type prefix under which MyST-NB (Jupyter Book) finds glued values without
+# showing them in the notebook.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value: Any) -> None:
+    """Publish a figure of this run under ``name``, for the book to quote.
+
+    The book never types a measured figure by hand: a chapter publishes it here, and the
+    claims ledger pastes it from the executed notebook with MyST-NB's role,
+    ``{glue:text}`../notebooks/08_transformer.ipynb::c11_peek_exact:.2f```. The output
+    has MyST-NB's ``glue`` format (a hidden display output named in its ``scrapbook``
+    metadata), so the notebook needs neither MyST-NB nor Jupyter Book: in Jupyter nothing
+    shows, and outside IPython (a plain script) the call does nothing.
+
+    Args:
+        name: the key, a Python identifier, unique in its notebook.
+        value: a real number (stored as its ``repr``, so that a format such as ``.2f``
+            applies) or a short text.
+
+    Raises:
+        ValueError: ``name`` is not an identifier, or a number is not finite.
+        TypeError: ``value`` is neither a real number nor a string.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier (got {name!r})")
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating, torch.Tensor)):
+        raise TypeError(f"value must be a real number or a string (got {type(value).__name__})")
+    else:
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+                raise TypeError(f"value must be a real number or a string (got a tensor of shape {tuple(value.shape)})")
+            value = value.item()
+        if isinstance(value, (int, np.integer)):
+            text = str(int(value))
+        else:
+            if not math.isfinite(float(value)):
+                raise ValueError(f"value must be finite (got {value!r} for {name!r})")
+            text = repr(float(value))
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # no IPython: nothing to publish to
+        return
+    if get_ipython() is None:
+        return
+    display({GLUE_PREFIX + "text/plain": text}, raw=True, metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})

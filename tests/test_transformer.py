@@ -391,6 +391,35 @@ def test_without_layer_norm_there_is_none():
     assert sum(isinstance(m, nn.LayerNorm) for m in with_norms.modules()) == 2 * 2 + 2 * 3 + 2
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_without_feed_forward_the_layers_are_attention_only(norm_first):
+    layer = randomize_(EncoderLayer(config(norm_first=norm_first, feed_forward=False)).double()).eval()
+    assert layer.feed_forward is None
+    x = x_input(S)
+    if norm_first:
+        expected = x + layer.self_attn(layer.norm1(x), layer.norm1(x), layer.norm1(x))[0]
+    else:
+        expected = layer.norm1(x + layer.self_attn(x, x, x)[0])
+    torch.testing.assert_close(layer(x)[0], expected, atol=TOL, rtol=0)
+
+    dec = randomize_(DecoderLayer(config(norm_first=norm_first, feed_forward=False)).double()).eval()
+    y = x_input(T, seed=3)
+    h = dec.norm1(y) if norm_first else y
+    a = y + dec.self_attn(h, h, h)[0]
+    a = a if norm_first else dec.norm1(a)
+    h = dec.norm2(a) if norm_first else a
+    b = a + dec.multihead_attn(h, x, x)[0]
+    expected = b if norm_first else dec.norm2(b)
+    torch.testing.assert_close(dec(y, x)[0], expected, atol=TOL, rtol=0)
+
+    # What goes: each layer's feed-forward network and the LayerNorm that wrapped it.
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    full, attention_only = small_model(), small_model(feed_forward=False)
+    per_layer = count(full.encoder.layers[0].feed_forward) + 2 * D
+    layers = full.config.num_encoder_layers + full.config.num_decoder_layers
+    assert count(full) - count(attention_only) == layers * per_layer
+
+
 def test_tied_output_embedding_and_initialisation():
     tied, untied = small_model(tie_output_embedding=True), small_model()
     assert tied.head.weight is tied.tgt_embedding.weight
@@ -443,6 +472,7 @@ CONFIG_ERRORS = [
     (dict(pad_id=11), ValueError, r"pad_id must be None or an int in \[0, 11\).*\(got 11\)"),
     (dict(pad_id=-1), ValueError, r"pad_id must be None or an int in \[0, 11\).*\(got -1\)"),
     (dict(norm_first=1), TypeError, r"TransformerConfig.norm_first must be a bool \(got 1\)"),
+    (dict(feed_forward="no"), TypeError, r"TransformerConfig.feed_forward must be a bool \(got 'no'\)"),
     (dict(residual="no"), TypeError, r"TransformerConfig.residual must be a bool \(got 'no'\)"),
 ]
 

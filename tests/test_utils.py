@@ -106,3 +106,50 @@ def test_progress_prints_lines_when_bars_are_hidden(monkeypatch, capsys):
 def test_progress_rejects_a_bad_line_count():
     with pytest.raises(ValueError, match=r"lines must be a non-negative int \(got -1\)"):
         list(attnlib.utils.progress(range(3), lines=-1))
+
+
+def _captured_glue(publish, *args):
+    """The display outputs of publish(*args) under an IPython shell: (data, metadata) pairs."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    try:
+        with capture_output() as captured:
+            publish(*args)
+    finally:
+        InteractiveShell.clear_instance()
+    return [(output.data, output.metadata) for output in captured.outputs]
+
+
+def test_glue_writes_what_myst_nb_glue_writes():
+    myst_glue = pytest.importorskip("myst_nb").glue
+    ours = _captured_glue(attnlib.glue, "c11_peek_exact", 0.25)
+    theirs = _captured_glue(lambda n, v: myst_glue(n, v, display=False), "c11_peek_exact", 0.25)
+    assert ours == theirs == [({attnlib.utils.GLUE_PREFIX + "text/plain": "0.25"},
+                               {"scrapbook": {"name": "c11_peek_exact", "mime_prefix": attnlib.utils.GLUE_PREFIX}})]
+
+
+@pytest.mark.parametrize("value, text", [(np.float32(0.5), "0.5"), (np.int64(3), "3"), (7, "7"),
+                                         (torch.tensor(0.125), "0.125"), ("pre-norm", "pre-norm")])
+def test_glue_stores_numbers_as_plain_text_that_a_format_spec_reads(value, text):
+    [(data, _)] = _captured_glue(attnlib.glue, "x", value)
+    assert data == {attnlib.utils.GLUE_PREFIX + "text/plain": text}
+
+
+def test_glue_outside_ipython_does_nothing(capsys):
+    attnlib.glue("x", 1.0)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("name, value, error, words", [
+    ("not an identifier", 1.0, ValueError, "name must be a Python identifier (got 'not an identifier')"),
+    ("x", float("nan"), ValueError, "value must be finite"),
+    ("x", [1.0], TypeError, "value must be a real number or a string (got list)"),
+    ("x", True, TypeError, "(got bool)"),
+    ("x", torch.ones(2), TypeError, "a tensor of shape (2,)"),
+])
+def test_glue_rejects_bad_input(name, value, error, words):
+    with pytest.raises(error) as excinfo:
+        attnlib.glue(name, value)
+    assert words in str(excinfo.value)
