@@ -1,10 +1,18 @@
-"""The claims ledger (book/claims.md) stays well-formed and every reference in it resolves.
+"""The claims ledger (book/claims.md) stays well-formed, every reference in it resolves, and
+the figures of a traced claim come from the run that built the book.
 
-Each claim C1-C20 has exactly one row; a verdict is one of the allowed words (optionally
+The ledger is a summary table (claim, verdict, chapters) and one section per claim C1-C20
+(``(claim-cN)=`` target, ``## CN: ...`` heading, then ``**Verdict:**``, ``**Tested in:**``
+and ``**Measured:**`` paragraphs). Each claim has exactly one section and one summary row,
+and the two give the same verdict; a verdict is one of the allowed words (optionally
 followed by a parenthesised qualifier, e.g. "contradicted (as worded)"); a claim whose
 chapter is not written says "not yet tested" and has no verdict; every ``{doc}`` link
-points to a page that exists and is in ``_toc.yml`` (otherwise the book build fails or the
-link is dead), and every ``{ref}``/``{numref}`` label is defined in one of those pages.
+points to a page that exists and is in ``_toc.yml``, and every ``{ref}``/``{numref}``
+label is defined in one of those pages. A claim marked traced (``*Traced:*``) states no
+measured figure by hand: every number with a decimal point, a percent sign or a times
+sign in its section is pasted with a ``{glue:text}`` role from an executed notebook (the
+book build fails when the notebook does not publish the key), or sits in a code span
+naming a file.
 """
 
 from __future__ import annotations
@@ -37,16 +45,49 @@ def split_row(line: str) -> List[str]:
     return [cell.strip() for cell in cells[1:-1]]
 
 
+SECTION = re.compile(r"^\(claim-(?P<target>c\d+)\)=\n## (?P<id>C\d+): (?P<claim>.+)$", re.MULTILINE)
+FIELD = re.compile(r"^\*\*(?P<name>Verdict|Tested in|Measured):\*\* ?(?P<value>.*?)(?=\n\n|\Z)", re.MULTILINE | re.DOTALL)
+SUMMARY_ROW = re.compile(r"^\| \{ref\}`(?P<id>C\d+) <claim-(?P<target>c\d+)>`(?P<claim>[^|]*)\|(?P<verdict>[^|]*)\|(?P<chapters>[^|]*)\|$",
+                         re.MULTILINE)
+GLUE_ROLE = re.compile(r"\{glue:text\}`[^`]+`")
+CODE_SPAN = re.compile(r"`[^`]*`")
+HAND_FIGURE = re.compile(r"\d\.\d|\d\s?%|\d\s?×|×\s?\d")
+
+
 def ledger_rows(text: str) -> List[Dict[str, str]]:
-    """The claim rows of the ledger's table, as dicts keyed by COLUMNS."""
+    """The claims of the ledger, one dict per section: id, claim, verdict, tested in,
+    measured, reason (the verdict paragraph after the verdict), traced ("yes"/""), and the
+    verdict of its summary row ("summary verdict", "" when it has none)."""
+    summary = {m["id"]: m["verdict"].strip() for m in SUMMARY_ROW.finditer(text)}
+    matches = list(SECTION.finditer(text))
     rows = []
-    for line in text.splitlines():
-        if re.match(r"^\|\s*C\d+\s*\|", line):
-            cells = split_row(line)
-            if len(cells) != len(COLUMNS):
-                raise ValueError(f"row {cells[:1]} has {len(cells)} cells, expected {len(COLUMNS)}: {line[:80]}")
-            rows.append(dict(zip(COLUMNS, cells)))
+    for i, match in enumerate(matches):
+        if match["target"] != match["id"].lower():
+            raise ValueError(f"section {match['id']} has the target claim-{match['target']}")
+        body = text[match.end(): matches[i + 1].start() if i + 1 < len(matches) else len(text)]
+        fields = {m["name"].lower(): " ".join(m["value"].split()) for m in FIELD.finditer(body)}
+        verdict_text = fields.get("verdict", "")
+        verdict, _, reason = verdict_text.partition(". ")
+        if verdict_text == NOT_TESTED or verdict_text == NOT_TESTED + ".":
+            verdict, reason = "", ""
+        rows.append({
+            "id": match["id"], "claim": match["claim"].strip(),
+            "tested in": NOT_TESTED if not verdict and not fields.get("measured") else fields.get("tested in", "").rstrip("."),
+            "measured": fields.get("measured", "").rstrip("."), "verdict": verdict.rstrip("."), "reason": reason,
+            "traced": "yes" if re.search(r"^\*Traced:\*", body, re.MULTILINE) else "",
+            "summary verdict": summary.get(match["id"], ""),
+        })
+    missing = set(summary) - {r["id"] for r in rows}
+    if missing:
+        raise ValueError(f"summary rows without a section: {sorted(missing)}")
     return rows
+
+
+def hand_figures(measured: str) -> List[str]:
+    """Figures typed by hand in a measured text: what remains after glue roles and code spans."""
+    rest = CODE_SPAN.sub(" ", GLUE_ROLE.sub(" ", measured))
+    rest = re.sub(r"\{(?:doc|ref|numref)\}`[^`]*`", " ", rest)
+    return [rest[max(0, m.start() - 20): m.end() + 20].strip() for m in HAND_FIGURE.finditer(rest)]
 
 
 def toc_files(toc_path: Path) -> Set[str]:
@@ -99,6 +140,11 @@ def ledger_problems(text: str, root: Path, toc: Set[str]) -> List[str]:
 
     for row in rows:
         cid, tested, verdict = row["id"], row["tested in"], row["verdict"]
+        if row["summary verdict"] != (verdict or NOT_TESTED):
+            problems.append(f"{cid}: the summary table says {row['summary verdict']!r}, the section {verdict or NOT_TESTED!r}")
+        if row["traced"]:
+            for figure in hand_figures(row["measured"]):
+                problems.append(f"{cid} is traced but types a figure by hand: ...{figure}...")
         if tested == NOT_TESTED:
             if verdict or row["measured"]:
                 problems.append(f"{cid}: 'not yet tested' but has a verdict or a measured figure")
@@ -139,9 +185,18 @@ def test_ledger_is_in_the_book() -> None:
 
 
 # The checker itself must catch each kind of mistake (a check that cannot fail is no check).
+def _section(i: int, body: str) -> str:
+    return f"\n(claim-c{i})=\n## C{i}: a\n\n{body}\n"
+
+
 GOOD = (
-    "| C1 | a | {doc}`01 <../notebooks/01_sequences_and_rnns>`: x | 1.0 | supported | r |\n"
-    + "".join(f"| C{i} | a | not yet tested | | | |\n" for i in range(2, 21))
+    "| {ref}`C1 <claim-c1>` a | supported | 01 |\n"
+    + "".join(f"| {{ref}}`C{i} <claim-c{i}>` a | not yet tested | |\n" for i in range(2, 21))
+    + _section(1, "*Traced:* figures from this build.\n\n**Verdict:** supported. r\n\n"
+                  "**Tested in:** {doc}`01 <../notebooks/01_sequences_and_rnns>`: x.\n\n"
+                  "**Measured:** {glue:text}`../notebooks/01_sequences_and_rnns.ipynb::x:.2f` at K = 10 "
+                  "(`results/seeds/x_0.5.json`).")
+    + "".join(_section(i, "**Verdict:** not yet tested.") for i in range(2, 21))
 )
 
 
@@ -156,16 +211,17 @@ def test_checker_accepts_a_sound_ledger() -> None:
 @pytest.mark.parametrize(
     "old, new, expected",
     [
-        ("01_sequences_and_rnns>", "01_no_such_chapter>", "no page notebooks/01_no_such_chapter"),
-        ("../notebooks/01_sequences_and_rnns", "../../outside", "outside the book"),
-        (": x |", ": {ref}`fig <no-such-label>` |", "label 'no-such-label' is not defined"),
-        ("| supported |", "| plausible |", "verdict 'plausible' is not one of"),
-        ("| supported |", "| supported, mostly |", "verdict 'supported, mostly' is not one of"),
-        ("| C20 |", "| C19 |", "C19 appears 2 times"),
-        ("| C20 | a | not yet tested | | | |\n", "", "C20 appears 0 times"),
-        ("| C2 | a | not yet tested | | | |", "| C2 | a | not yet tested | | qualified | |", "C2: 'not yet tested'"),
-        ("| 1.0 |", "| |", "C1: has a verdict but no measured figure"),
-        ("| r |", "|", "has 5 cells, expected 6"),
+        ("01_sequences_and_rnns>`: x", "01_no_such_chapter>`: x", "no page notebooks/01_no_such_chapter"),
+        ("../notebooks/01_sequences_and_rnns>`: x", "../../outside>`: x", "outside the book"),
+        (": x.", ": {ref}`fig <no-such-label>`.", "label 'no-such-label' is not defined"),
+        ("**Verdict:** supported.", "**Verdict:** plausible.", "verdict 'plausible' is not one of"),
+        ("**Verdict:** supported.", "**Verdict:** supported, mostly.", "verdict 'supported, mostly' is not one of"),
+        ("## C20: a", "## C19: a", "claim-c20"),
+        (_section(20, "**Verdict:** not yet tested."), "", "summary rows without a section: ['C20']"),
+        ("| supported | 01 |", "| qualified | 01 |", "C1: the summary table says 'qualified', the section 'supported'"),
+        ("**Measured:** {glue", "**Measured:** 0.97 and {glue", "C1 is traced but types a figure by hand"),
+        ("at K = 10", "at 95%", "C1 is traced but types a figure by hand"),
+        ("at K = 10", "3.9× faster", "C1 is traced but types a figure by hand"),
     ],
 )
 def test_checker_catches(old: str, new: str, expected: str) -> None:

@@ -10,10 +10,13 @@ Every HTML page of the build is loaded and must show
   no request to any other host (the book is read offline);
 - typeset math: every ``.math`` element holds MathJax output, no TeX error, and no raw
   ``$$`` in the text outside code;
+- no control character (a TAB, say) in the page's text outside code, math included: a
+  ``\\t`` escape that ate the ``t`` of ``\\times`` leaves a TAB that MathJax typesets
+  without complaint as "imes";
 - every image loaded with a natural width above zero, and every chapter at least one
   figure from its executed notebook;
 - every link into the book resolving to a page that exists, and to an anchor on it;
-- on chapters, Colab and Binder launch buttons that open the notebook in the repository.
+- no link to an address that does not exist (no public repository, Colab or Binder).
 The search page must find a term, and screenshots of the landing page and two chapters
 are saved in ``_build/screenshots`` for review.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import html
+import html.parser
 import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -185,6 +189,46 @@ def visit(browser: object, server: str, build: Path) -> Iterator[object]:
         v.close()
 
 
+CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")  # TAB included, not newlines
+
+
+class _TextOutsideCode(html.parser.HTMLParser):
+    """The text of an HTML page outside pre, code, script and style (math included)."""
+
+    SKIP = {"pre", "code", "script", "style", "textarea"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.depth = 0
+        self.parts: List[str] = []
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in self.SKIP:
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self.depth:
+            self.depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.depth:
+            self.parts.append(data)
+
+
+def control_characters(page_html: str) -> List[str]:
+    """Each control character in the text outside code, with its surroundings (repr)."""
+    parser = _TextOutsideCode()
+    parser.feed(page_html)
+    text = "".join(parser.parts)
+    return [repr(text[max(0, m.start() - 30): m.end() + 30]) for m in CONTROL.finditer(text)]
+
+
+def test_the_control_character_check_finds_a_tab_in_math() -> None:
+    assert control_characters(r'<p><span class="math">\(3\times 10^{-3}\)</span></p>') == []
+    assert control_characters('<p><span class="math">\\(3\times 10^{-3}\\)</span></p>') != []  # "\t": a TAB
+    assert control_characters("<pre>a\tb</pre><code>c\td</code>") == []
+
+
 def _typeset(page: object) -> Dict[str, object]:
     """Wait for MathJax to finish; report the math elements it left alone, TeX errors and raw $$."""
     if page.locator(".math").count():
@@ -248,6 +292,7 @@ def test_every_page_loads_typesets_and_links(page_path: str, build: Path, server
     problems += [f"math not typeset: {t!r}" for t in math["untypeset"]]
     problems += [f"TeX error: {t!r}" for t in math["errors"]]
     problems += [f"raw $$ in the text: {t!r}" for t in math["raw"]]
+    problems += [f"control character in the text: {t}" for t in control_characters((build / page_path).read_text())]
     problems += [f"image did not load: {i['src']} (decoded: {i['decoded']}, natural width {i['width']})"
                  for i in images if not (i["decoded"] and i["width"] > 0)]
     if page_path.startswith("notebooks/"):
