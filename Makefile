@@ -45,7 +45,7 @@ CHROMIUM := /usr/bin/chromium
 # The table of contents of the test build (a copy can be tried with make book-check TOC=...).
 TOC      ?= _toc.yml
 
-.PHONY: book test typecheck dist bench lab venv unit nbval book-check browser-test clean help
+.PHONY: book test typecheck dist bench lab venv unit nbval book-check browser-test colab colab-quick clean help
 
 help:
 	@echo "make book   - execute every notebook and build the HTML book into _build/html"
@@ -53,6 +53,7 @@ help:
 	@echo "              their outputs (warnings are errors) and a browser test of that book (screenshots in _build/screenshots)"
 	@echo "make typecheck - mypy over attnlib/ (settings in pyproject.toml)"
 	@echo "make dist   - build the sdist and the wheel into dist/ and check them (twine check)"
+	@echo "make colab  - every notebook alone in an empty folder on Python 3.12 with torch 2.9.1 (the Colab-like check)"
 	@echo "make bench  - the benchmark suite: tables on screen, JSON in benchmarks/results/run.json"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make clean  - remove the build output (keeps .venv)"
@@ -96,7 +97,7 @@ test: $(STAMP) $(CHROMIUM) typecheck dist
 	$(ONE_THREAD) $(BIN)/python -m pytest notebooks tests --ignore=tests/browser -n $(JOBS_NOW) --dist loadfile \
 	  --nbval-lax --nbval-kernel-name attnlib-strict --nbval-cell-timeout 600 -p no:cacheprovider \
 	  --save-executed $(EXECUTED) --machine-speed _build/machine-speed.json --notebook-times _build/notebook-times.json
-	$(MAKE) --no-print-directory book-check browser-test
+	$(MAKE) --no-print-directory book-check browser-test colab-quick
 
 # The type check: mypy over attnlib/ with the settings of [tool.mypy] in pyproject.toml
 # (strict, but for two checks that only flag torch's own untyped API).
@@ -129,6 +130,22 @@ book-check: $(STAMP)
 
 browser-test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider --book-html $(TESTHTML)
+
+# The Colab-like check (scripts/colab_check.py): attnlib's wheel on Python 3.12 with torch
+# 2.9.1 (not the book's pin), Colab's preinstalled libraries and none of the book's
+# extras, in a virtual environment cached under ~/.cache/attnlib-colab (built on first
+# use: about 3.8 GB of downloads from PyPI, the CUDA build of torch; PY312=/path/to/python3.12
+# when no Python 3.12 is found). Each notebook runs alone in an empty folder, its first
+# cell installing attnlib from the wheel.
+#   make colab        every notebook, and the wheel's unit tests (before each release)
+#   make colab-quick  the unit tests and the two fastest notebooks (part of make test)
+PY312 ?=
+COLAB = $(ONE_THREAD) $(BIN)/python scripts/colab_check.py --wheel dist/attnlib-$$($(BIN)/python -c "import attnlib; print(attnlib.__version__)")-py3-none-any.whl $(if $(PY312),--python $(PY312))
+colab: dist
+	$(COLAB) --unit --notebooks all --times _build/colab-times.json
+
+colab-quick: $(STAMP)
+	$(COLAB) --unit --fastest 2 --times _build/colab-quick-times.json
 
 # The browser test drives Debian's Chromium (Playwright never downloads a browser).
 $(CHROMIUM):
