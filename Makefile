@@ -142,7 +142,7 @@ browser-test: $(STAMP) $(CHROMIUM)
 PY312 ?=
 COLAB = $(ONE_THREAD) $(BIN)/python scripts/colab_check.py --wheel dist/attnlib-$$($(BIN)/python -c "import attnlib; print(attnlib.__version__)")-py3-none-any.whl $(if $(PY312),--python $(PY312))
 colab: dist
-	$(COLAB) --unit --notebooks all --times _build/colab-times.json
+	$(COLAB) --unit --notebooks all --times _build/colab-times.json --save-executed _build/colab-executed
 
 colab-quick: $(STAMP)
 	$(COLAB) --unit --fastest 2 --times _build/colab-quick-times.json

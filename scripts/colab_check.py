@@ -155,12 +155,17 @@ import sys, nbformat
 from nbclient import NotebookClient
 path = sys.argv[1]
 nb = nbformat.read(path, as_version=4)
-NotebookClient(nb, timeout=int(sys.argv[2]), kernel_name="attnlib-strict",
-               resources={"metadata": {"path": "."}}).execute()
+try:
+    NotebookClient(nb, timeout=int(sys.argv[2]), kernel_name="attnlib-strict",
+                   resources={"metadata": {"path": "."}}).execute()
+finally:
+    if len(sys.argv) > 3:
+        nbformat.write(nb, sys.argv[3])
 """
 
 
-def notebook(env_python: Path, name: str, variables: dict, timeout: int) -> tuple[bool, float, str]:
+def notebook(env_python: Path, name: str, variables: dict, timeout: int,
+             save: Path | None = None) -> tuple[bool, float, str]:
     source = ROOT / "notebooks" / name
     with tempfile.TemporaryDirectory(prefix="attnlib-colab-nb-") as tmp:
         shutil.copy(source, Path(tmp) / name)  # the notebook alone in an empty folder
@@ -168,8 +173,9 @@ def notebook(env_python: Path, name: str, variables: dict, timeout: int) -> tupl
         subprocess.run([str(env_python), "-m", "pip", "uninstall", "--quiet", "--yes", "attnlib",
                         *(p.split("==")[0] for p in WHEELHOUSE_PACKAGES)], env=variables, capture_output=True)
         start = time.perf_counter()
-        result = subprocess.run([str(env_python), "-c", EXECUTE, name, str(timeout)], cwd=tmp, env=variables,
-                                capture_output=True, text=True)
+        out = [str(save / name)] if save else []
+        result = subprocess.run([str(env_python), "-c", EXECUTE, name, str(timeout), *out], cwd=tmp,
+                                env=variables, capture_output=True, text=True)
         seconds = time.perf_counter() - start
     return result.returncode == 0, seconds, (result.stdout + result.stderr)[-4000:]
 
@@ -184,6 +190,7 @@ def main() -> int:
     parser.add_argument("--fastest", type=int, default=0, help="also the N fastest notebooks of the last test run")
     parser.add_argument("--times", type=Path, help="write per-notebook times (JSON) here")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default %(default)s)")
+    parser.add_argument("--save-executed", type=Path, help="write each executed notebook into this folder")
     args = parser.parse_args()
 
     wheel = args.wheel.resolve()
@@ -215,7 +222,10 @@ def main() -> int:
         names += [Path(n).name for n in sorted(seconds, key=seconds.get)[: args.fastest] if Path(n).name not in names]
     results = {}
     for name in names:
-        passed, seconds, tail = notebook(env_python, name, variables, args.timeout)
+        if args.save_executed:
+            args.save_executed.mkdir(parents=True, exist_ok=True)
+        passed, seconds, tail = notebook(env_python, name, variables, args.timeout,
+                                         args.save_executed.resolve() if args.save_executed else None)
         results[name] = {"passed": passed, "seconds": round(seconds, 1)}
         print(f"colab-check: {name}: {'passed' if passed else 'FAILED'} in {seconds:.0f} s", flush=True)
         if not passed:

@@ -142,6 +142,10 @@ def ledger_problems(text: str, root: Path, toc: Set[str]) -> List[str]:
         cid, tested, verdict = row["id"], row["tested in"], row["verdict"]
         if row["summary verdict"] != (verdict or NOT_TESTED):
             problems.append(f"{cid}: the summary table says {row['summary verdict']!r}, the section {verdict or NOT_TESTED!r}")
+        for role in re.findall(r"\{glue:text\}`([^`]*)`", " ".join(row.values())):
+            if "::" not in role.rsplit(":", 1)[0]:
+                problems.append(f"{cid}: glue role {role!r} needs a format after the key (MyST-NB reads the part "
+                                "before the last ':' as the key), e.g. ':d' or ':.2f'")
         if row["traced"]:
             for figure in hand_figures(row["measured"]):
                 problems.append(f"{cid} is traced but types a figure by hand: ...{figure}...")
@@ -222,6 +226,7 @@ def test_checker_accepts_a_sound_ledger() -> None:
         ("**Measured:** {glue", "**Measured:** 0.97 and {glue", "C1 is traced but types a figure by hand"),
         ("at K = 10", "at 95%", "C1 is traced but types a figure by hand"),
         ("at K = 10", "3.9× faster", "C1 is traced but types a figure by hand"),
+        ("::x:.2f`", "::x`", "needs a format after the key"),
     ],
 )
 def test_checker_catches(old: str, new: str, expected: str) -> None:
