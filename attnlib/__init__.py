@@ -19,6 +19,7 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.vit` -- the vision transformer (chapter 12)
 * :mod:`attnlib.efficient` -- tiled attention with an online softmax (chapter 14)
 * :mod:`attnlib.distributed` -- running attnlib's training loop under torchrun (chapter 14)
+* :mod:`attnlib.linear_rnn` -- linear attention and gated linear recurrences, minGRU and minLSTM (chapter 16)
 * :mod:`attnlib.train` -- the training loop every chapter uses
 * :mod:`attnlib.viz` -- attention heatmaps
 * :mod:`attnlib.utils` -- device, seeding, showing source code
@@ -37,6 +38,7 @@ from . import (
     efficient,
     functional,
     gpt,
+    linear_rnn,
     positional,
     pretrained,
     rnn,
@@ -63,6 +65,18 @@ from .functional import (
     scaled_dot_product_attention,
 )
 from .gpt import GPT, filter_logits
+from .linear_rnn import (
+    LinearAttention,
+    LinearAttentionState,
+    MinGRU,
+    MinLSTM,
+    elu_feature_map,
+    linear_attention,
+    linear_attention_recurrent,
+    linear_attention_step,
+    parallel_scan_log,
+    sequential_scan,
+)
 from .positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -224,4 +238,16 @@ __all__ = [
     "ViT",
     "PatchEmbedding",
     "patchify",
+    # linear attention and gated linear recurrences (chapter 16)
+    "linear_rnn",
+    "elu_feature_map",
+    "LinearAttentionState",
+    "linear_attention",
+    "linear_attention_step",
+    "linear_attention_recurrent",
+    "LinearAttention",
+    "sequential_scan",
+    "parallel_scan_log",
+    "MinGRU",
+    "MinLSTM",
 ]
