@@ -149,6 +149,9 @@ def ledger_problems(text: str, root: Path, toc: Set[str]) -> List[str]:
         if row["traced"]:
             for figure in hand_figures(row["measured"]):
                 problems.append(f"{cid} is traced but types a figure by hand: ...{figure}...")
+        elif tested != NOT_TESTED:
+            problems.append(f"{cid} has a verdict but is not traced: its figures must be pasted from the executed "
+                            "notebooks (glue) and the section marked *Traced:*")
         if tested == NOT_TESTED:
             if verdict or row["measured"]:
                 problems.append(f"{cid}: 'not yet tested' but has a verdict or a measured figure")
@@ -227,6 +230,7 @@ def test_checker_accepts_a_sound_ledger() -> None:
         ("at K = 10", "at 95%", "C1 is traced but types a figure by hand"),
         ("at K = 10", "3.9× faster", "C1 is traced but types a figure by hand"),
         ("::x:.2f`", "::x`", "needs a format after the key"),
+        ("*Traced:* figures from this build.\n\n", "", "C1 has a verdict but is not traced"),
     ],
 )
 def test_checker_catches(old: str, new: str, expected: str) -> None:
