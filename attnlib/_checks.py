@@ -43,6 +43,12 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_index(value: object) -> bool:
+    """Whether ``value`` can stand for an int index (``operator.index``) and is not a ``bool``:
+    an ``int``, or a one-element integer tensor or NumPy integer."""
+    return hasattr(value, "__index__") and not isinstance(value, bool)
+
+
 def is_number(value: object) -> TypeGuard[Number]:
     """Whether ``value`` is an ``int`` or a ``float`` and not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

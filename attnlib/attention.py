@@ -6,7 +6,8 @@ straight across from :class:`torch.nn.MultiheadAttention`.
 
 Shape legend: ``B`` batch, ``T`` target (query) length, ``S`` source (key/value)
 length, ``D`` model width (``embed_dim``), ``H`` heads, ``Dh`` head width
-(``head_dim = D // H``).
+(``head_dim = D // H``), ``Hkv`` key/value heads (``num_kv_heads``; ``H`` unless
+grouped-query attention shares them, see :class:`MultiHeadAttention`).
 
 Masks:
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import positive_int
+from ._checks import optional_positive_int, positive_int
 from .functional import check_attn_mask, scaled_dot_product_attention
 
 __all__ = ["MultiHeadAttention", "KVCache", "merge_masks"]
@@ -113,8 +114,11 @@ class KVCache:
     ``MultiHeadAttention.forward(..., kv_cache=cache)``; the layer appends to it.
 
     The buffers are allocated once, ``(B, H, max_len, Dh)``, at the first
-    :meth:`append`, so a step copies one position instead of the whole prefix. The
-    cache is for inference: use it under ``torch.no_grad()``.
+    :meth:`append`, so a step copies one position instead of the whole prefix. Here
+    ``H`` is the number of *key/value* heads: under grouped-query attention
+    (``MultiHeadAttention(num_kv_heads=...)``) the cache holds only those, not their
+    copies for every query head, which is what shrinks it. The cache is for inference:
+    use it under ``torch.no_grad()``.
 
     Args:
         max_len: the most positions it can hold.
@@ -183,6 +187,14 @@ class MultiHeadAttention(nn.Module):
     concatenated and mixed by ``out_proj``. The cost in parameters and multiply-adds
     equals one head of full width ``D``.
 
+    Grouped-query attention (Ainslie et al., 2023, "GQA"): with ``num_kv_heads=Hkv``
+    fewer than ``H``, ``k_proj`` and ``v_proj`` produce only ``Hkv`` key/value heads,
+    and the ``H / Hkv`` query heads of group ``g`` all read key/value head ``g``:
+    query head ``h`` uses key/value head ``h // (H / Hkv)``, Hugging Face's
+    ``repeat_kv``. ``num_kv_heads=1`` is multi-query attention (Shazeer, 2019, "Fast
+    transformer decoding: one write-head is all you need"). The point is the
+    :class:`KVCache`, which stores ``Hkv`` heads instead of ``H``.
+
     Args:
         embed_dim: model width ``D``.
         num_heads: number of heads ``H``; must divide ``embed_dim``.
@@ -193,9 +205,14 @@ class MultiHeadAttention(nn.Module):
         fused: compute with :func:`torch.nn.functional.scaled_dot_product_attention`
             when the weights are not requested; ``False`` always takes the readable
             path (:func:`attnlib.functional.scaled_dot_product_attention`). Both agree.
+        num_kv_heads: number of key/value heads ``Hkv``; must divide ``num_heads``.
+            ``None`` (the default) is ``num_heads``: plain multi-head attention.
+            ``k_proj`` maps ``kdim`` and ``v_proj`` maps ``vdim`` to ``Hkv * Dh``.
         device, dtype: where and in what precision to create the parameters.
 
-    Chapter 06. Parity with :class:`torch.nn.MultiheadAttention` is tested.
+    Chapter 06 (grouped-query attention: chapter 15). Parity with
+    :class:`torch.nn.MultiheadAttention` is tested, and with
+    ``F.scaled_dot_product_attention(..., enable_gqa=True)`` for grouped heads.
     """
 
     def __init__(
@@ -207,6 +224,7 @@ class MultiHeadAttention(nn.Module):
         kdim: Optional[int] = None,
         vdim: Optional[int] = None,
         fused: bool = True,
+        num_kv_heads: Optional[int] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -219,19 +237,27 @@ class MultiHeadAttention(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        optional_positive_int("num_kv_heads", num_kv_heads)
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads % num_kv_heads != 0:
+            raise ValueError(
+                f"num_kv_heads must divide num_heads (got num_heads={num_heads} and num_kv_heads={num_kv_heads})"
+            )
         kdim = embed_dim if kdim is None else kdim
         vdim = embed_dim if vdim is None else vdim
         factory = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
         self.head_dim = embed_dim // num_heads
         self.kdim = kdim
         self.vdim = vdim
         self.dropout = dropout
         self.fused = fused
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
-        self.k_proj = nn.Linear(kdim, embed_dim, bias=bias, **factory)
-        self.v_proj = nn.Linear(vdim, embed_dim, bias=bias, **factory)
+        kv_dim = num_kv_heads * self.head_dim  # embed_dim unless the key/value heads are grouped
+        self.k_proj = nn.Linear(kdim, kv_dim, bias=bias, **factory)
+        self.v_proj = nn.Linear(vdim, kv_dim, bias=bias, **factory)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.reset_parameters()
 
@@ -244,9 +270,19 @@ class MultiHeadAttention(nn.Module):
         if self.out_proj.bias is not None:
             nn.init.zeros_(self.out_proj.bias)
 
-    def _split_heads(self, x: Tensor) -> Tensor:
+    def _split_heads(self, x: Tensor, num_heads: Optional[int] = None) -> Tensor:
+        """``(B, L, heads * Dh) -> (B, heads, L, Dh)``; ``heads`` is ``H`` unless given (``Hkv``)."""
         B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        heads = self.num_heads if num_heads is None else num_heads
+        return x.view(B, L, heads, self.head_dim).transpose(1, 2)  # (B, heads, L, Dh)
+
+    def _repeat_kv(self, x: Tensor) -> Tensor:
+        """Give each query head its group's key/value head: head ``h`` gets ``h // (H / Hkv)``."""
+        group = self.num_heads // self.num_kv_heads
+        if group == 1:
+            return x
+        # (B, Hkv, S, Dh) -> (B, H, S, Dh): kv head g becomes heads g * group .. g * group + group - 1
+        return x.repeat_interleave(group, dim=1)
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         for name, t, width in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
@@ -303,24 +339,66 @@ class MultiHeadAttention(nn.Module):
             ``(out, weights)``; ``weights`` is ``None`` unless ``need_weights``.
         """
         self._check_inputs(query, key, value)
-        B, T, _ = query.shape
         q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
-        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
-        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+        k = self._split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, S, Dh)
+        v = self._split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, S, Dh)
+        return self.attend(
+            q, k, v, attn_mask, key_padding_mask, need_weights, average_attn_weights, is_causal, kv_cache
+        )
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Optional[Tensor] = None,
+        key_padding_mask: Optional[Tensor] = None,
+        need_weights: bool = False,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+        kv_cache: Optional[KVCache] = None,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Everything :meth:`forward` does after the input projections.
+
+        The queries, keys and values come already projected and split into heads, so
+        a layer that transforms them first (rotary embeddings in
+        :class:`attnlib.llama.LlamaBlock`) reuses the rest unchanged: the
+        :class:`KVCache`, the key/value groups, the masks, the fused and readable
+        paths, and ``out_proj``. The arguments after ``v`` mean what they mean in
+        :meth:`forward`.
+
+        Shapes:
+            q: ``(B, H, T, Dh)``; k, v: ``(B, Hkv, S, Dh)`` (the new positions when
+            caching). Returns ``(B, T, D)`` and the weights as in :meth:`forward`.
+
+        Returns:
+            ``(out, weights)``; ``weights`` is ``None`` unless ``need_weights``.
+        """
+        for name, t, heads in (("q", q, self.num_heads), ("k", k, self.num_kv_heads), ("v", v, self.num_kv_heads)):
+            if not isinstance(t, Tensor) or t.dim() != 4 or t.size(1) != heads or t.size(3) != self.head_dim:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{name} must have shape (B, {heads}, length, {self.head_dim}) (got {got})")
+        if k.shape != v.shape or k.size(0) != q.size(0):
+            raise ValueError(
+                f"k and v must have the same shape and q's batch size "
+                f"(got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)})"
+            )
+        B, _, T, _ = q.shape
         if kv_cache is not None:
             if not isinstance(kv_cache, KVCache):
                 raise TypeError(f"kv_cache must be a KVCache or None (got {type(kv_cache).__name__})")
             past = len(kv_cache)
-            k, v = kv_cache.append(k, v)  # (B, H, past + S_new, Dh): the whole prefix
+            k, v = kv_cache.append(k, v)  # (B, Hkv, past + S_new, Dh): the whole prefix, Hkv heads only
             if is_causal and past > 0:  # queries sit at positions past .. past + T - 1
                 if T > 1:
                     if attn_mask is not None:
                         raise ValueError("attn_mask cannot be combined with is_causal on a non-empty kv_cache")
                     attn_mask = torch.ones(T, k.size(2), dtype=torch.bool, device=q.device).tril(diagonal=past)
                 is_causal = False  # a single newest query may see every key
+        k, v = self._repeat_kv(k), self._repeat_kv(v)  # (B, H, S, Dh): each query head's key/value head
         S = k.size(2)
         mask = merge_masks(
-            attn_mask, key_padding_mask, is_causal, B, self.num_heads, T, S, query.dtype, query.device
+            attn_mask, key_padding_mask, is_causal, B, self.num_heads, T, S, q.dtype, q.device
         )
         dropout_p = self.dropout if self.training else 0.0
         only_causal = is_causal and attn_mask is None and key_padding_mask is None
@@ -343,4 +421,5 @@ class MultiHeadAttention(nn.Module):
         return out, weights
 
     def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, fused={self.fused}"
+        kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}{kv}, head_dim={self.head_dim}, fused={self.fused}"

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import boolean, fraction, is_number, non_negative_int, optional_positive_int, positive_number
+from ._checks import boolean, fraction, is_int, is_number, non_negative_int, optional_positive_int, positive_number
 from .attention import KVCache
 from .transformer import Encoder, EncoderLayer, TransformerConfig, _check_token_ids
 
-__all__ = ["GPT", "filter_logits"]
+__all__ = ["CausalLM", "GPT", "filter_logits"]
 
 
 def filter_logits(
@@ -44,7 +44,7 @@ def filter_logits(
 
     Args:
         logits: unnormalised scores.
-        temperature: positive; ``0`` is handled by :meth:`GPT.generate` as greedy.
+        temperature: positive; ``0`` is handled by :meth:`CausalLM.generate` as greedy.
         top_k: positive int or ``None`` (no limit).
         top_p: in ``(0, 1]`` or ``None`` (no limit).
 
@@ -76,7 +76,127 @@ def filter_logits(
     return logits
 
 
-class GPT(nn.Module):
+class CausalLM(nn.Module):
+    """What the book's decoder-only language models share: caches, input checks, generation.
+
+    A subclass sets ``vocab_size`` and ``max_len``, defines ``_num_blocks`` (how
+    many blocks keep a key-value cache) and ``forward(tokens, kv_cache=None)``, which
+    returns next-token logits ``(B, T, V)`` and calls ``_past_length`` first.
+    :class:`GPT` (chapter 10) and :class:`~attnlib.llama.LlamaModel` (chapter 15) are two.
+    """
+
+    vocab_size: int
+    max_len: int
+
+    def _num_blocks(self) -> int:
+        raise NotImplementedError
+
+    def new_cache(self) -> List[KVCache]:
+        """One empty :class:`~attnlib.attention.KVCache` per block, for ``forward``."""
+        return [KVCache(self.max_len) for _ in range(self._num_blocks())]
+
+    def _check_tokens(self, tokens: Tensor, past: int) -> None:
+        _check_token_ids("tokens", tokens, self.vocab_size)
+        if past + tokens.size(1) > self.max_len:
+            raise ValueError(
+                f"sequence length must be at most max_len={self.max_len} (got {past} cached + {tokens.size(1)} new)"
+            )
+
+    def _past_length(self, tokens: Tensor, kv_cache: Optional[List[KVCache]]) -> int:
+        """Check ``forward``'s inputs; return how many tokens the caches already hold."""
+        n = self._num_blocks()
+        if kv_cache is not None and (
+            not isinstance(kv_cache, list) or len(kv_cache) != n or not all(isinstance(c, KVCache) for c in kv_cache)
+        ):
+            raise TypeError(f"kv_cache must be None or a list of {n} KVCache (use new_cache())")
+        past = len(kv_cache[0]) if kv_cache is not None else 0
+        self._check_tokens(tokens, past)
+        return past
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        use_cache: bool = True,
+        generator: Optional[torch.Generator] = None,
+        eos_id: Optional[int] = None,
+    ) -> Tensor:
+        """Continue ``prompt`` by sampling up to ``max_new_tokens`` tokens, one at a time.
+
+        Each step turns the last position's logits into a distribution with
+        :func:`filter_logits` and samples from it (``temperature=0``: take the most
+        likely token, greedy decoding). With ``use_cache`` the prompt runs once and
+        every later step runs the model on the newest token only, reading the earlier
+        keys and values from the caches; without it every step reruns the whole
+        sequence. The two give the same tokens. A row that emits ``eos_id`` has
+        finished and repeats it; generation stops early once every row has finished.
+        Runs in evaluation mode (no dropout) and restores the previous mode.
+
+        Args:
+            prompt: the token ids to continue.
+            max_new_tokens: the most tokens to add (non-negative).
+            temperature: ``0`` (greedy) or positive.
+            top_k: keep only the ``k`` most likely tokens (``None``: all).
+            top_p: nucleus sampling threshold in ``(0, 1]`` (``None``: no limit).
+            use_cache: use key-value caches.
+            generator: the random generator of the sampling (on the model's device).
+            eos_id: the end-of-sequence token (``None``: always ``max_new_tokens``).
+
+        Shapes:
+            prompt: ``(B, T0)`` with ``T0 + max_new_tokens <= max_len``; returns
+            ``(B, T0 + n)``, ``n <= max_new_tokens`` (``n = max_new_tokens`` without ``eos_id``).
+
+        Returns:
+            The prompt followed by the generated tokens.
+        """
+        non_negative_int("max_new_tokens", max_new_tokens)
+        if not is_number(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a non-negative number, 0 for greedy (got {temperature!r})")
+        filter_logits(torch.zeros(1, 1), temperature if temperature > 0 else 1.0, top_k, top_p)  # checks them
+        boolean("use_cache", use_cache)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
+        if eos_id is not None and (not is_int(eos_id) or not 0 <= eos_id < self.vocab_size):
+            raise ValueError(f"eos_id must be None or a token id in [0, {self.vocab_size}) (got {eos_id!r})")
+        self._check_tokens(prompt, 0)
+        if prompt.size(1) + max_new_tokens > self.max_len:
+            raise ValueError(
+                f"prompt length + max_new_tokens must be at most max_len={self.max_len} "
+                f"(got {prompt.size(1)} + {max_new_tokens})"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            tokens = prompt
+            cache = self.new_cache() if use_cache else None
+            step_input = prompt
+            finished = torch.zeros(prompt.size(0), 1, dtype=torch.bool, device=prompt.device)  # (B, 1)
+            for _ in range(max_new_tokens):
+                # No gradients (the decorator): generation needs none, and without autograd's
+                # bookkeeping each step is cheaper and the caches hold plain tensors, not a graph.
+                logits = self(step_input if use_cache else tokens, kv_cache=cache)[:, -1]  # (B, V)
+                if temperature == 0:
+                    next_token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                else:
+                    probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
+                    next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                if eos_id is not None:
+                    next_token = next_token.masked_fill(finished, eos_id)  # a finished row repeats eos
+                    finished = finished | (next_token == eos_id)
+                tokens = torch.cat([tokens, next_token], dim=1)
+                step_input = next_token
+                if eos_id is not None and bool(finished.all()):
+                    break
+        finally:
+            self.train(was_training)
+        return tokens
+
+
+class GPT(CausalLM):
     """A decoder-only transformer language model (Radford et al., 2018, 2019).
 
     ``tokens -> token embedding + learned position -> num_layers causal pre-norm
@@ -97,6 +217,8 @@ class GPT(nn.Module):
         dim_feedforward: hidden width of the feed-forward networks (default ``4 D``).
         dropout: dropout on embeddings, attention weights and sublayer outputs.
         max_len: the longest sequence (prompt plus generated tokens) it can read.
+
+    Generation (:meth:`~CausalLM.generate`) and key-value caches come from :class:`CausalLM`.
 
     Chapter 10.
     """
@@ -161,16 +283,8 @@ class GPT(nn.Module):
             if layer.feed_forward is not None:
                 nn.init.normal_(layer.feed_forward.linear2.weight, std=scale)
 
-    def new_cache(self) -> List[KVCache]:
-        """One empty :class:`~attnlib.attention.KVCache` per block, for :meth:`forward`."""
-        return [KVCache(self.max_len) for _ in self.blocks.layers]
-
-    def _check_tokens(self, tokens: Tensor, past: int) -> None:
-        _check_token_ids("tokens", tokens, self.vocab_size)
-        if past + tokens.size(1) > self.max_len:
-            raise ValueError(
-                f"sequence length must be at most max_len={self.max_len} (got {past} cached + {tokens.size(1)} new)"
-            )
+    def _num_blocks(self) -> int:
+        return len(self.blocks.layers)
 
     def forward(self, tokens: Tensor, kv_cache: Optional[List[KVCache]] = None) -> Tensor:
         """Next-token logits at every position.
@@ -178,7 +292,7 @@ class GPT(nn.Module):
         Args:
             tokens: token ids. With ``kv_cache`` they are the *new* tokens, which
                 follow the ``len(kv_cache[0])`` tokens already cached.
-            kv_cache: ``None``, or :meth:`new_cache`'s list, which every call extends.
+            kv_cache: ``None``, or :meth:`~attnlib.gpt.CausalLM.new_cache`'s list, which every call extends.
 
         Shapes:
             tokens: ``(B, T)``; returns ``(B, T, V)``.
@@ -186,89 +300,10 @@ class GPT(nn.Module):
         Returns:
             Logits; position ``t`` predicts the token after ``t`` from tokens ``0..t``.
         """
-        if kv_cache is not None and (
-            not isinstance(kv_cache, list)
-            or len(kv_cache) != len(self.blocks.layers)
-            or not all(isinstance(c, KVCache) for c in kv_cache)
-        ):
-            raise TypeError(f"kv_cache must be None or a list of {len(self.blocks.layers)} KVCache (use new_cache())")
-        past = len(kv_cache[0]) if kv_cache is not None else 0
-        self._check_tokens(tokens, past)
+        past = self._past_length(tokens, kv_cache)
         positions = torch.arange(past, past + tokens.size(1), device=tokens.device)  # (T,)
         x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))  # (B, T, D)
         for i, layer in enumerate(self.blocks.layers):
             x, _ = layer(x, is_causal=True, kv_cache=None if kv_cache is None else kv_cache[i])
         return self.head(self.blocks.norm(x))  # (B, T, V)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        prompt: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        use_cache: bool = True,
-        generator: Optional[torch.Generator] = None,
-    ) -> Tensor:
-        """Continue ``prompt`` by sampling ``max_new_tokens`` tokens, one at a time.
-
-        Each step turns the last position's logits into a distribution with
-        :func:`filter_logits` and samples from it (``temperature=0``: take the most
-        likely token, greedy decoding). With ``use_cache`` the prompt runs once and
-        every later step runs the model on the newest token only, reading the earlier
-        keys and values from the caches; without it every step reruns the whole
-        sequence. The two give the same tokens. Runs in evaluation mode (no dropout)
-        and restores the previous mode.
-
-        Args:
-            prompt: the token ids to continue.
-            max_new_tokens: how many tokens to add (non-negative).
-            temperature: ``0`` (greedy) or positive.
-            top_k: keep only the ``k`` most likely tokens (``None``: all).
-            top_p: nucleus sampling threshold in ``(0, 1]`` (``None``: no limit).
-            use_cache: use key-value caches.
-            generator: the random generator of the sampling (on the model's device).
-
-        Shapes:
-            prompt: ``(B, T0)`` with ``T0 + max_new_tokens <= max_len``; returns
-            ``(B, T0 + max_new_tokens)``.
-
-        Returns:
-            The prompt followed by the generated tokens.
-        """
-        non_negative_int("max_new_tokens", max_new_tokens)
-        if not is_number(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a non-negative number, 0 for greedy (got {temperature!r})")
-        boolean("use_cache", use_cache)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
-        self._check_tokens(prompt, 0)
-        if prompt.size(1) + max_new_tokens > self.max_len:
-            raise ValueError(
-                f"prompt length + max_new_tokens must be at most max_len={self.max_len} "
-                f"(got {prompt.size(1)} + {max_new_tokens})"
-            )
-        dummy = torch.zeros(1, 1)
-        filter_logits(dummy, temperature if temperature > 0 else 1.0, top_k, top_p)  # checks the arguments
-        was_training = self.training
-        self.eval()
-        try:
-            tokens = prompt
-            cache = self.new_cache() if use_cache else None
-            step_input = prompt
-            for _ in range(max_new_tokens):
-                # No gradients: generation needs none, and without autograd's bookkeeping
-                # each step is cheaper and the caches hold plain tensors, not a graph.
-                with torch.no_grad():
-                    logits = self(step_input if use_cache else tokens, kv_cache=cache)[:, -1]  # (B, V)
-                if temperature == 0:
-                    next_token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-                else:
-                    probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
-                    next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-                tokens = torch.cat([tokens, next_token], dim=1)
-                step_input = next_token
-        finally:
-            self.train(was_training)
-        return tokens

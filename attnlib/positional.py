@@ -34,10 +34,15 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "RotaryEmbedding",
     "rotate_half",
+    "rotate_interleaved",
     "RotarySelfAttention",
     "alibi_slopes",
     "alibi_bias",
 ]
+
+
+ROPE_LAYOUTS = ("halves", "interleaved")
+"""Which features :class:`RotaryEmbedding` rotates together: ``i`` with ``i + Dh/2``, or ``2i`` with ``2i + 1``."""
 
 
 def _check_even(name: str, value: int) -> None:
@@ -172,6 +177,16 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
+def rotate_interleaved(x: Tensor) -> Tensor:
+    """Map each pair ``(a, b)`` of the last dimension to ``(-b, a)``, pairs side by side.
+
+    The pairs are neighbours, ``(x0, x1), (x2, x3), ...``: the layout of the RoFormer
+    paper, GPT-J and llama.cpp.
+    """
+    even, odd = x[..., 0::2], x[..., 1::2]  # (..., Dh/2) each: the pairs' first and second features
+    return torch.stack((-odd, even), dim=-1).flatten(-2)  # (..., Dh/2, 2) -> (..., Dh)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE; Su et al., 2021).
 
@@ -180,9 +195,17 @@ class RotaryEmbedding(nn.Module):
     on their content and on ``m - n`` only. Apply it to queries and keys after the
     projections, inside attention; values are not rotated.
 
+    Which features form a pair is a convention, ``layout``: ``"halves"`` pairs feature
+    ``i`` with ``i + Dh/2`` (GPT-NeoX, Hugging Face's Llama; :func:`rotate_half`),
+    ``"interleaved"`` pairs ``2i`` with ``2i + 1`` (the paper, GPT-J, llama.cpp;
+    :func:`rotate_interleaved`). Pair ``i`` turns at frequency ``theta_i`` in both, so
+    the two are the same rotation up to a fixed permutation of the features, which
+    a model's query and key projections absorb (see :mod:`attnlib.smollm`).
+
     Args:
         head_dim: width ``Dh`` of the vectors to rotate (even).
         base: the wavelength scale (10000 in the paper).
+        layout: ``"halves"`` (the default) or ``"interleaved"``.
 
     Shapes:
         input ``(..., T, Dh)``; ``positions`` ``(T,)``; output ``(..., T, Dh)``.
@@ -190,10 +213,13 @@ class RotaryEmbedding(nn.Module):
     Chapter 07.
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+    def __init__(self, head_dim: int, base: float = 10000.0, layout: str = "halves") -> None:
         super().__init__()
         _check_even("head_dim", head_dim)
+        if layout not in ROPE_LAYOUTS:
+            raise ValueError(f"layout must be one of {ROPE_LAYOUTS} (got {layout!r})")
         self.head_dim = head_dim
+        self.layout = layout
         # Kept in float64 on the CPU, not as a buffer: Apple's MPS has no float64, and
         # the angles are computed here and moved to the input's device and dtype.
         self.inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
@@ -210,10 +236,17 @@ class RotaryEmbedding(nn.Module):
         elif positions.shape != (T,):
             raise ValueError(f"positions must have shape (T,) = ({T},) (got {tuple(positions.shape)})")
         angles = positions.detach().to("cpu", torch.float64)[:, None] * self.inv_freq  # (T, Dh/2)
-        angles = torch.cat((angles, angles), dim=-1)  # (T, Dh): same angle for both halves of a pair
+        if self.layout == "halves":
+            angles = torch.cat((angles, angles), dim=-1)  # (T, Dh): same angle for both halves of a pair
+        else:
+            angles = angles.repeat_interleave(2, dim=-1)  # (T, Dh): same angle for both neighbours of a pair
         cos = angles.cos().to(device=x.device, dtype=x.dtype)
         sin = angles.sin().to(device=x.device, dtype=x.dtype)
-        return x * cos + rotate_half(x) * sin
+        rotated = rotate_half(x) if self.layout == "halves" else rotate_interleaved(x)
+        return x * cos + rotated * sin
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, layout={self.layout!r}"
 
 
 class RotarySelfAttention(nn.Module):

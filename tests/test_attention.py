@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from attnlib.attention import MultiHeadAttention, merge_masks
+from attnlib.attention import KVCache, MultiHeadAttention, merge_masks
 
 TOL = 1e-10
 f64 = torch.float64
@@ -261,3 +262,105 @@ def test_error_masks():
 
 def test_merge_masks_returns_none_without_masks():
     assert merge_masks(None, None, False, 2, 2, 3, 3, f64, torch.device("cpu")) is None
+
+
+# --- grouped-query attention -------------------------------------------------------
+
+
+def gqa_inputs(B=2, T=5, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, T, D, generator=g, dtype=f64)
+
+
+def test_gqa_with_as_many_kv_heads_as_heads_is_plain_mha():
+    torch.manual_seed(0)
+    plain = MultiHeadAttention(D, H, dtype=f64)
+    torch.manual_seed(0)
+    grouped = MultiHeadAttention(D, H, num_kv_heads=H, dtype=f64)
+    assert grouped.num_kv_heads == plain.num_kv_heads == H
+    assert list(grouped.state_dict()) == list(plain.state_dict())
+    x = gqa_inputs()
+    torch.testing.assert_close(grouped(x, x, x, is_causal=True)[0], plain(x, x, x, is_causal=True)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_gqa_parity_with_sdpa_enable_gqa(num_kv_heads, fused, is_causal):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, num_kv_heads=num_kv_heads, fused=fused, dtype=f64).eval()
+    with torch.no_grad():
+        for p in (mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias, mha.out_proj.bias):
+            p.normal_()
+    Dh = D // H
+    assert mha.k_proj.weight.shape == mha.v_proj.weight.shape == (num_kv_heads * Dh, D)
+    x = gqa_inputs()
+    B, T, _ = x.shape
+    q = mha.q_proj(x).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+    k = mha.k_proj(x).view(B, T, num_kv_heads, Dh).transpose(1, 2)  # (B, Hkv, T, Dh)
+    v = mha.v_proj(x).view(B, T, num_kv_heads, Dh).transpose(1, 2)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)  # (B, H, T, Dh)
+    ref = mha.out_proj(ref.transpose(1, 2).reshape(B, T, D))
+    out, _ = mha(x, x, x, is_causal=is_causal)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+
+
+def test_gqa_query_heads_of_a_group_share_one_kv_head():
+    """Query head h reads key/value head h // (H / Hkv), as Hugging Face's repeat_kv."""
+    mha = MultiHeadAttention(D, H, num_kv_heads=2, dtype=f64).eval()
+    x = gqa_inputs()
+    with torch.no_grad():
+        mha.q_proj.weight.copy_(mha.q_proj.weight[:4].repeat(H, 1))  # every query head asks the same
+    _, weights = mha(x, x, x, need_weights=True, average_attn_weights=False)  # (B, H, T, S)
+    torch.testing.assert_close(weights[:, 0], weights[:, 1], atol=1e-14, rtol=0)  # group 0: kv head 0
+    torch.testing.assert_close(weights[:, 2], weights[:, 3], atol=1e-14, rtol=0)  # group 1: kv head 1
+    assert (weights[:, 1] - weights[:, 2]).abs().max() > 1e-3  # the groups read different keys
+
+
+def test_gqa_with_other_key_and_value_widths():
+    mha = MultiHeadAttention(D, H, kdim=6, vdim=10, num_kv_heads=1, dtype=f64)
+    assert mha.k_proj.weight.shape == (D // H, 6) and mha.v_proj.weight.shape == (D // H, 10)
+    q, k, v = inputs(kdim=6, vdim=10)
+    out, weights = mha(q, k, v, need_weights=True, average_attn_weights=False)
+    assert out.shape == (3, 5, D) and weights.shape == (3, H, 5, 6)
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, H])
+def test_gqa_cache_stores_only_kv_heads_and_incremental_equals_full(num_kv_heads):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, num_kv_heads=num_kv_heads, dtype=f64).eval()
+    x = gqa_inputs(T=7)
+    full, _ = mha(x, x, x, is_causal=True)
+    cache = KVCache(max_len=7)
+    with torch.no_grad():
+        first, _ = mha(x[:, :3], x[:, :3], x[:, :3], is_causal=True, kv_cache=cache)  # the prompt at once
+        steps = [mha(x[:, t:t + 1], x[:, t:t + 1], x[:, t:t + 1], is_causal=True, kv_cache=cache)[0] for t in range(3, 7)]
+    assert cache.keys is not None and cache.values is not None
+    assert cache.keys.shape == cache.values.shape == (2, num_kv_heads, 7, D // H)
+    torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-12, rtol=0)
+
+
+def test_gqa_extra_repr():
+    assert "num_kv_heads" not in repr(MultiHeadAttention(D, H))
+    assert "num_heads=4, num_kv_heads=2, head_dim=4" in repr(MultiHeadAttention(D, H, num_kv_heads=2))
+
+
+def test_error_num_kv_heads():
+    with pytest.raises(ValueError, match=r"num_kv_heads must divide num_heads \(got num_heads=4 and num_kv_heads=3\)"):
+        MultiHeadAttention(D, H, num_kv_heads=3)
+    with pytest.raises(ValueError, match=r"num_kv_heads must be None or a positive int \(got 0\)"):
+        MultiHeadAttention(D, H, num_kv_heads=0)
+    with pytest.raises(ValueError, match=r"num_kv_heads must divide num_heads \(got num_heads=4 and num_kv_heads=8\)"):
+        MultiHeadAttention(D, H, num_kv_heads=8)
+
+
+def test_error_attend_shapes():
+    mha = MultiHeadAttention(D, H, num_kv_heads=2, dtype=f64)
+    q = torch.zeros(2, H, 5, 4, dtype=f64)
+    kv = torch.zeros(2, 2, 5, 4, dtype=f64)
+    with pytest.raises(ValueError, match=r"k must have shape \(B, 2, length, 4\) \(got \(2, 4, 5, 4\)\)"):
+        mha.attend(q, q, q)
+    with pytest.raises(ValueError, match=r"q must have shape \(B, 4, length, 4\) \(got \(2, 2, 5, 4\)\)"):
+        mha.attend(kv, kv, kv)
+    with pytest.raises(ValueError, match=r"k and v must have the same shape and q's batch size"):
+        mha.attend(q, kv, kv[:, :, :3])

@@ -13,6 +13,7 @@ from attnlib.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     rotate_half,
+    rotate_interleaved,
     sinusoidal_encoding,
 )
 
@@ -134,3 +135,61 @@ def test_errors():
         RotaryEmbedding(8)(torch.zeros(3, 8), torch.arange(4))
     with pytest.raises(TypeError, match=r"x must be a torch.Tensor \(got list\)"):
         RotaryEmbedding(8)([1.0])  # type: ignore[arg-type]
+
+
+# --- the two rotary layouts ---------------------------------------------------------
+
+
+def halves_to_interleaved(head_dim):
+    """The feature order that puts pair (i, i + Dh/2) of the halves layout at (2i, 2i + 1)."""
+    half = head_dim // 2
+    return torch.stack((torch.arange(half), torch.arange(half) + half), dim=-1).flatten()  # (Dh,)
+
+
+def test_rotate_interleaved():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert rotate_interleaved(x).tolist() == [-2.0, 1.0, -4.0, 3.0]
+
+
+def test_rope_layouts_are_a_permutation_of_each_other():
+    halves, interleaved = RotaryEmbedding(16, layout="halves"), RotaryEmbedding(16, layout="interleaved")
+    x = torch.randn(2, 3, 9, 16, dtype=f64)
+    positions = torch.arange(9) * 7
+    perm = halves_to_interleaved(16)
+    torch.testing.assert_close(interleaved(x[..., perm], positions), halves(x, positions)[..., perm], atol=0, rtol=0)
+    assert (interleaved(x, positions) - halves(x, positions)).abs().max() > 1e-2  # not the same map unpermuted
+
+
+def test_rope_interleaved_matches_complex_rotation_of_neighbours():
+    rope = RotaryEmbedding(8, layout="interleaved")
+    x = torch.randn(2, 6, 8, dtype=f64)
+    z = torch.complex(x[..., 0::2], x[..., 1::2])  # pair (x0, x1), (x2, x3), ...
+    angles = torch.arange(6, dtype=f64)[:, None] * rope.inv_freq
+    zr = z * torch.polar(torch.ones_like(angles), angles)
+    torch.testing.assert_close(rope(x), torch.stack((zr.real, zr.imag), dim=-1).flatten(-2), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["halves", "interleaved"])
+def test_rope_scores_depend_only_on_the_offset_in_both_layouts(layout):
+    rope = RotaryEmbedding(16, layout=layout)
+    q, k = torch.randn(16, dtype=f64), torch.randn(16, dtype=f64)
+
+    def score(m, n):
+        return (rope(q[None], torch.full((1,), m)) @ rope(k[None], torch.full((1,), n)).T).item()
+
+    for offset in (0, 1, 5, 17):
+        values = [score(m + offset, m) for m in range(0, 40 - offset, 7)]
+        assert max(values) - min(values) < 1e-9
+    assert abs(score(3, 0) - score(0, 3)) > 1e-6
+
+
+def test_gradcheck_rope_interleaved():
+    rope = RotaryEmbedding(4, layout="interleaved")
+    x = torch.randn(2, 3, 4, dtype=f64, requires_grad=True)
+    assert torch.autograd.gradcheck(rope, (x,))
+
+
+def test_error_rope_layout():
+    with pytest.raises(ValueError, match=r"layout must be one of \('halves', 'interleaved'\) \(got 'pairs'\)"):
+        RotaryEmbedding(8, layout="pairs")
+    assert "layout='interleaved'" in repr(RotaryEmbedding(8, layout="interleaved"))
