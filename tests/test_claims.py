@@ -242,3 +242,37 @@ def test_checker_catches(old: str, new: str, expected: str) -> None:
 def test_checker_needs_the_page_in_the_toc() -> None:
     toc = toc_files(ROOT / "_toc.yml") - {"notebooks/01_sequences_and_rnns"}
     assert any("not in _toc.yml" in p for p in ledger_problems(GOOD, ROOT, toc))
+
+
+# The README quotes no measured figure: a timing, a speed-up, a throughput or an accuracy
+# typed there would not follow the code (the ledger pastes them from the build instead).
+# What it may state are the budget and facts that no run measures, listed here with why.
+README = ROOT / "README.md"
+README_FIGURE = re.compile(
+    r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:ms|s|×|x|%|GFLOP/s|tokens/s|MiB|GiB|GB|MB|min|minutes|seconds)(?![\w/])"
+)
+README_STATED = {
+    "4 minutes": "the budget of a notebook (the test-time issue), not a measurement",
+    "55 GFLOP/s": "the reference speed the budget is stated against",
+    "3.8 GB": "the size of torch's CUDA wheels on PyPI, what a download costs",
+    "16 ×": "16 × 128 tokens, a benchmark's batch shape (a setting)",
+}
+
+
+def readme_figures(text: str) -> List[str]:
+    """The figures with a unit in ``text``'s prose (code blocks and code spans left out)."""
+    prose = CODE_SPAN.sub("", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
+    return [m.group(0) for m in README_FIGURE.finditer(prose) if m.group(0) not in README_STATED]
+
+
+def test_readme_quotes_no_measured_figure() -> None:
+    figures = readme_figures(README.read_text())
+    assert not figures, (
+        f"README.md types measured figures by hand: {figures}; paste them in the ledger from the "
+        "executed notebooks (attnlib.glue), or point at a committed results file"
+    )
+
+
+def test_readme_check_catches_a_typed_figure() -> None:
+    assert readme_figures("The cache was 6.2× faster, at 41 ms a step (`make bench`).") == ["6.2×", "41 ms"]
+    assert readme_figures("```\n6.2× in a code block\n```\nat most 4 minutes, `12 ms`") == []

@@ -28,6 +28,10 @@ from llama_reference import hf_in_float64
 
 import attnlib.smollm as smollm
 from attnlib.llama import LlamaConfig, LlamaModel
+
+# About a minute on one thread (two 135M-parameter models in float64): make colab-quick
+# leaves it out, make colab and make test run it.
+pytestmark = pytest.mark.slow
 from attnlib.smollm import SMOLLM_SHA256, gguf_to_attnlib_names, load_smollm, smollm_path, unpermute_qk
 
 f64 = torch.float64
