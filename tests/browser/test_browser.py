@@ -313,8 +313,8 @@ def test_every_page_loads_typesets_and_links(page_path: str, build: Path, server
 
 def test_search_finds_a_term(visit: object) -> None:
     page = visit("search.html?q=softmax").page
-    results = page.locator("#search-results ul.search li")
-    results.first.wait_for(state="attached")
+    # Sphinx lists the results one by one and then writes its summary: read them after it.
+    page.locator("#search-results p.search-summary", has_text="Search finished").wait_for()
     found = page.evaluate("() => Array.from(document.querySelectorAll('#search-results ul.search li a')).map(a => a.getAttribute('href'))")
     assert any("notebooks/04_self_attention" in h for h in found), f"searching 'softmax' found {found}, not chapter 04"
 
