@@ -1,8 +1,8 @@
 """The files attnlib ships as package data (``attnlib/_resources/``), each checked by its sha256.
 
 ``attnlib/_resources/README.md`` says what each file is, where it comes from and under
-which licence. Not public API: use :func:`attnlib.data.pydoc_topics` and
-:func:`attnlib.pretrain_bert.checkpoint_path`.
+which licence. Not public API: use :func:`attnlib.data.pydoc_topics`,
+:func:`attnlib.pretrain_bert.checkpoint_path` and :func:`attnlib.mixers.recall_sweep_results`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ RESOURCES = Path(__file__).resolve().parent / "_resources"
 SHA256: Dict[str, str] = {
     "pydoc_topics.json.xz": "eea0e776a7f833422fbc50387077107c8803325a61c9bb8ed190614ec7bccb74",
     "bert_char_pydoc.safetensors": "6ad0566a45d2f93c7ba041a9dad5f38c2c492abce86e062cdfadd8ffa359de04",
+    "recall_sweep.json": "f12cc65c9a65c4faf2de16e2e8576316c5b1b6a32009621e60e31e35bfa8a60e",
 }
 
 _verified: Dict[str, Path] = {}

@@ -1,5 +1,8 @@
 """The book's running translation task: spell out numbers in English words.
 
+(Also: the help-text corpus of chapters 10 and 11, the text-to-text tasks of chapter 08,
+and chapter 16's synthetic token tasks, associative recall and parity, at the end.)
+
 Chapter 02 introduces the task, and every sequence-to-sequence chapter after it
 (03 attention, 08 the transformer) trains on it, so their results land in one table.
 
@@ -808,3 +811,142 @@ class TextToText:
 
 
 __all__ += ["TEXT_TO_TEXT_TASKS", "TaskExample", "TextToText"]
+
+
+# === Synthetic token tasks for sequence mixers (chapter 16) ===========================
+#
+# Two controlled tasks that tell the families of sequence models apart:
+#
+#   associative recall (Zoology):  k1 v1 k2 v2 ... kP vP  q1 q2 ... qQ   -> the value of each q
+#   modular prefix sum (parity):   x1 x2 ... xT                           -> (x1 + ... + xt) mod m
+#
+# Both return a TokenTask: inputs, targets at every position, and a mask of the
+# positions that are scored.
+
+
+class TokenTask(NamedTuple):
+    """A batch of a synthetic token task: a causal model reads ``tokens`` and predicts ``targets``.
+
+    Only the positions where ``mask`` is ``True`` are scored (the targets elsewhere are
+    0 and carry no meaning). Chapter 16.
+    """
+
+    tokens: Tensor
+    """``(B, T)`` input token ids."""
+    targets: Tensor
+    """``(B, T)`` the token id to predict at each position."""
+    mask: Tensor
+    """``(B, T)`` boolean: ``True`` where the prediction is scored."""
+
+
+def _task_generator(generator: object) -> Optional[torch.Generator]:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
+    return generator
+
+
+def associative_recall(
+    batch_size: int,
+    num_pairs: int,
+    num_keys: int = 64,
+    num_values: int = 64,
+    num_queries: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    device: Optional[torch.device] = None,
+) -> TokenTask:
+    """Multi-query associative recall (MQAR; Arora et al., 2023, "Zoology", section 3).
+
+    Each sequence lists ``num_pairs`` key-value pairs, then asks for keys again::
+
+        k1 v1 k2 v2 ... kP vP  q1 q2 ... qQ        target at q_i: the value paired with q_i
+
+    The keys of a sequence are distinct (drawn without replacement from ``num_keys``);
+    the values are drawn with replacement from ``num_values``; the queries are keys of
+    the sequence, each asked at most once, in random order. Key ``i`` is token ``i``
+    and value ``j`` is token ``num_keys + j``, so the vocabulary has
+    ``num_keys + num_values`` tokens. A causal model answers query ``q_i`` at its own
+    position, so it must have stored every pair it might be asked about: attention
+    can look the key up, a recurrent model must hold all ``P`` pairs in its state.
+
+    Args:
+        batch_size: sequences ``B``.
+        num_pairs: key-value pairs ``P`` per sequence (at most ``num_keys``).
+        num_keys: distinct key tokens.
+        num_values: distinct value tokens.
+        num_queries: queries ``Q`` per sequence (at most ``num_pairs``; ``None``: all ``P``).
+        generator: the random generator (PyTorch's global one if ``None``).
+        device: where to put the tensors.
+
+    Shapes:
+        returns three ``(B, 2P + Q)`` tensors.
+
+    Returns:
+        A :class:`TokenTask`; ``mask`` is ``True`` at the ``Q`` query positions.
+
+    Chapter 16.
+    """
+    positive_int("batch_size", batch_size)
+    positive_int("num_pairs", num_pairs)
+    positive_int("num_keys", num_keys)
+    positive_int("num_values", num_values)
+    if num_pairs > num_keys:
+        raise ValueError(f"num_pairs must be at most num_keys={num_keys}, the keys are distinct (got {num_pairs})")
+    queries = num_pairs if num_queries is None else positive_int("num_queries", num_queries)
+    if queries > num_pairs:
+        raise ValueError(f"num_queries must be at most num_pairs={num_pairs} (got {queries})")
+    gen = _task_generator(generator)
+    B, P = batch_size, num_pairs
+    keys = torch.rand(B, num_keys, generator=gen).argsort(dim=1)[:, :P]  # (B, P): distinct keys
+    values = num_keys + torch.randint(num_values, (B, P), generator=gen)  # (B, P)
+    asked = torch.rand(B, P, generator=gen).argsort(dim=1)[:, :queries]  # (B, Q): which pairs are asked
+    context = torch.stack([keys, values], dim=2).reshape(B, 2 * P)  # (B, 2P): k1 v1 k2 v2 ...
+    tokens = torch.cat([context, keys.gather(1, asked)], dim=1)  # (B, 2P + Q)
+    targets = torch.cat([torch.zeros_like(context), values.gather(1, asked)], dim=1)  # (B, 2P + Q)
+    mask = torch.zeros(B, 2 * P + queries, dtype=torch.bool)
+    mask[:, 2 * P:] = True
+    return TokenTask(tokens.to(device), targets.to(device), mask.to(device))
+
+
+def modular_prefix_sum(
+    batch_size: int,
+    length: int,
+    modulus: int = 2,
+    generator: Optional[torch.Generator] = None,
+    device: Optional[torch.device] = None,
+) -> TokenTask:
+    """State tracking: the running sum of the tokens modulo ``modulus`` (``modulus=2``: parity).
+
+    ``tokens`` are uniform in ``0 .. modulus - 1``; the target at position ``t`` is
+    ``(x_1 + ... + x_t) mod modulus``, scored at every position. A finite-state machine
+    with ``modulus`` states solves it at any length, and so does a recurrent network
+    that has learned one; Delétang et al. (2023), "Neural networks and the Chomsky
+    hierarchy", find that LSTMs generalise to longer inputs on such tasks and
+    transformers do not. Train on short lengths, test on long ones.
+
+    Args:
+        batch_size: sequences ``B``.
+        length: tokens ``T`` per sequence.
+        modulus: number of token values and of states ``m`` (at least 2).
+        generator: the random generator (PyTorch's global one if ``None``).
+        device: where to put the tensors.
+
+    Shapes:
+        returns three ``(B, T)`` tensors.
+
+    Returns:
+        A :class:`TokenTask` whose ``mask`` is all ``True``.
+
+    Chapter 16.
+    """
+    positive_int("batch_size", batch_size)
+    positive_int("length", length)
+    if not is_int(modulus) or modulus < 2:
+        raise ValueError(f"modulus must be an integer >= 2 (got {modulus!r})")
+    gen = _task_generator(generator)
+    tokens = torch.randint(modulus, (batch_size, length), generator=gen)  # (B, T)
+    targets = tokens.cumsum(dim=1) % modulus  # (B, T)
+    mask = torch.ones(batch_size, length, dtype=torch.bool)
+    return TokenTask(tokens.to(device), targets.to(device), mask.to(device))
+
+
+__all__ += ["TokenTask", "associative_recall", "modular_prefix_sum"]

@@ -16,6 +16,8 @@ Chapter 16, "Recurrence returns", derives every function here. Two ideas meet:
   Such a recurrence can be evaluated for all ``t`` at once by a *scan*: here in log
   space, with :func:`torch.logcumsumexp` (Heinsen, 2023), as in the paper's appendix.
 
+Chapter 16's test bench, one shell around four sequence mixers, is :mod:`attnlib.mixers`.
+
 Each parallel form is tested against its loop in float64 (to 1e-10). For float16 and
 bfloat16 inputs, the functions compute in float32 and return the input's dtype; the
 linear-attention state is then kept in float32.

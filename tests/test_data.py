@@ -192,3 +192,69 @@ def test_bucketed_batches_sort_each_draw_by_length_and_pad_less(task):
             assert all(hi <= lo for (_, hi), (lo, _) in zip(lengths, lengths[1:])), lengths
     with pytest.raises(ValueError, match=r"buckets must be a positive int \(got 0\)"):
         next(task.batches(8, seed=0, buckets=0))
+
+
+# --- synthetic token tasks (chapter 16) ---------------------------------------------
+
+from attnlib.data import TokenTask, associative_recall, modular_prefix_sum  # noqa: E402
+
+
+def test_associative_recall_layout_and_answers():
+    gen = torch.Generator().manual_seed(0)
+    batch = associative_recall(5, 6, num_keys=10, num_values=7, num_queries=4, generator=gen)
+    assert isinstance(batch, TokenTask)
+    tokens, targets, mask = batch
+    assert tokens.shape == targets.shape == mask.shape == (5, 2 * 6 + 4)
+    assert mask.dtype == torch.bool and not mask[:, :12].any() and mask[:, 12:].all()
+    for b in range(5):
+        keys, values = tokens[b, 0:12:2], tokens[b, 1:12:2]
+        assert len(set(keys.tolist())) == 6 and ((keys >= 0) & (keys < 10)).all()
+        assert ((values >= 10) & (values < 17)).all()
+        pairs = dict(zip(keys.tolist(), values.tolist()))
+        queries = tokens[b, 12:].tolist()
+        assert len(set(queries)) == 4 and all(q in pairs for q in queries)  # asked once each, keys of the sequence
+        assert targets[b, 12:].tolist() == [pairs[q] for q in queries]
+    assert (targets[~mask] == 0).all()
+
+
+def test_associative_recall_is_reproducible_and_defaults_to_every_key():
+    a = associative_recall(3, 4, generator=torch.Generator().manual_seed(1))
+    b = associative_recall(3, 4, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert a.tokens.shape == (3, 12) and int(a.mask.sum()) == 12
+    assert sorted(a.tokens[0, 8:].tolist()) == sorted(a.tokens[0, 0:8:2].tolist())
+
+
+def test_associative_recall_errors():
+    with pytest.raises(ValueError, match=r"num_pairs must be at most num_keys=4, the keys are distinct \(got 5\)"):
+        associative_recall(2, 5, num_keys=4)
+    with pytest.raises(ValueError, match=r"num_queries must be at most num_pairs=3 \(got 4\)"):
+        associative_recall(2, 3, num_queries=4)
+    with pytest.raises(ValueError, match=r"batch_size must be a positive int \(got 0\)"):
+        associative_recall(0, 3)
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None \(got int\)"):
+        associative_recall(2, 3, generator=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("modulus", [2, 5])
+def test_modular_prefix_sum(modulus):
+    tokens, targets, mask = modular_prefix_sum(4, 9, modulus, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == targets.shape == mask.shape == (4, 9) and mask.all()
+    assert ((tokens >= 0) & (tokens < modulus)).all()
+    state = torch.zeros(4, dtype=torch.long)
+    for t in range(9):  # a finite-state machine with `modulus` states
+        state = (state + tokens[:, t]) % modulus
+        assert torch.equal(targets[:, t], state)
+
+
+def test_parity_flips_at_every_one():
+    tokens, targets, _ = modular_prefix_sum(2, 16, generator=torch.Generator().manual_seed(3))
+    flips = torch.cat([targets[:, :1], targets[:, 1:] != targets[:, :-1]], dim=1).long()
+    assert torch.equal(flips, tokens)
+
+
+def test_modular_prefix_sum_errors():
+    with pytest.raises(ValueError, match=r"modulus must be an integer >= 2 \(got 1\)"):
+        modular_prefix_sum(2, 3, 1)
+    with pytest.raises(ValueError, match=r"length must be a positive int \(got 0\)"):
+        modular_prefix_sum(2, 0)

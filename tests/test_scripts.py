@@ -43,3 +43,23 @@ def test_colab_check_reads_the_pytest_settings_and_skips_a_python_that_does_not_
     shim.chmod(0o755)
     assert colab_check.python_version(shim) is None
     assert colab_check.python_version(Path(sys.executable)) == "%d.%d" % sys.version_info[:2]
+
+
+def test_recall_sweep_writes_runs_and_best_learning_rates(tmp_path):
+    import json
+
+    import recall_sweep
+
+    out = tmp_path / "sweep.json"
+    argv = ["--widths", "8", "--pairs", "2", "--models", "softmax", "mingru", "--lrs", "1e-2", "3e-2",
+            "--seeds", "0", "1", "--steps", "3", "--batch-size", "4", "--eval-size", "8", "--out", str(out)]
+    result = recall_sweep.main(argv)
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert saved["command"].startswith("python scripts/recall_sweep.py --widths 8") and saved["seeds"] == [0, 1]
+    assert len(saved["runs"]) == 2 * 2 * 2 and {r["model"] for r in saved["runs"]} == {"softmax", "mingru"}
+    assert all(0 <= r["accuracy"] <= 1 for r in saved["runs"])
+    for best in saved["best"]:
+        runs = [r for r in saved["runs"] if r["model"] == best["model"]]
+        means = {lr: sum(r["accuracy"] for r in runs if r["lr"] == lr) / 2 for lr in (1e-2, 3e-2)}
+        assert best["mean"] == max(means.values()) and len(best["accuracies"]) == 2
