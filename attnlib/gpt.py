@@ -207,7 +207,8 @@ class GPT(CausalLM):
     :class:`~attnlib.attention.MultiHeadAttention`) built from a
     :class:`~attnlib.transformer.TransformerConfig` with ``norm_first=True``,
     ``activation="gelu"``, no padding token and ``num_encoder_layers=num_layers``
-    (the config's decoder fields are unused), stored as ``self.config``.
+    (the config's decoder fields are unused), stored as ``self.config``. With
+    ``feed_forward=False`` the blocks are attention only (chapter 17).
 
     Args:
         vocab_size: number of tokens ``V``.
@@ -217,6 +218,9 @@ class GPT(CausalLM):
         dim_feedforward: hidden width of the feed-forward networks (default ``4 D``).
         dropout: dropout on embeddings, attention weights and sublayer outputs.
         max_len: the longest sequence (prompt plus generated tokens) it can read.
+        feed_forward: ``False`` leaves the feed-forward sublayers out, so every block is
+            attention only (the attention-only transformers of Elhage et al., 2021, used
+            by chapter 17 to train induction heads); ``dim_feedforward`` is then unused.
 
     Generation (:meth:`~CausalLM.generate`) and key-value caches come from :class:`CausalLM`.
 
@@ -232,8 +236,10 @@ class GPT(CausalLM):
         dim_feedforward: Optional[int] = None,
         dropout: float = 0.1,
         max_len: int = 1024,
+        feed_forward: bool = True,
     ) -> None:
         super().__init__()
+        boolean("feed_forward", feed_forward)
         self.config = TransformerConfig(
             src_vocab_size=vocab_size,
             tgt_vocab_size=vocab_size,
@@ -250,6 +256,7 @@ class GPT(CausalLM):
             max_len=max_len,
             pad_id=None,
             tie_output_embedding=True,
+            feed_forward=feed_forward,
         )
         self.vocab_size = vocab_size
         self.max_len = max_len

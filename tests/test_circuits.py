@@ -455,3 +455,31 @@ def test_errors():
         attention_rollout(maps)
     with pytest.raises(ValueError, match=r"residual must be a number in \[0, 1\] \(got 2\)"):
         attention_rollout(maps[None, None], residual=2)
+
+
+def test_random_repeats():
+    from attnlib.circuits import random_repeats
+
+    g = torch.Generator().manual_seed(0)
+    tokens, mask = random_repeats(200, 20, 3, 8, 40, generator=g, distinct=True)
+    assert tokens.shape == (200, 20) and mask.shape == (200, 19) and mask.dtype == torch.bool
+    periods = set()
+    for row, m in zip(tokens, mask):
+        n = 19 - int(m.sum())  # positions 0..n-1 (the first copy) are not induction targets
+        periods.add(n)
+        assert torch.equal(row[n:], row[:-n])  # period n
+        assert len(set(row[:n].tolist())) == n  # a copy has distinct tokens
+        assert not m[:n].any() and m[n:].all()
+    assert periods == set(range(3, 9))
+    again, _ = random_repeats(200, 20, 3, 8, 40, generator=torch.Generator().manual_seed(0), distinct=True)
+    assert torch.equal(tokens, again)
+    fixed, fixed_mask = random_repeats(4, 10, 5, 5, 5, distinct=True)  # two copies, vocabulary just large enough
+    assert torch.equal(fixed[:, :5], fixed[:, 5:]) and fixed_mask.sum() == 4 * 4
+    plain, _ = random_repeats(50, 12, 2, 6, 3)  # with repetition: a small vocabulary is fine
+    assert plain.max() < 3
+    with pytest.raises(ValueError, match=r"max_period must be an int in \[3, length // 2 \+ 1=6\) \(got 6\)"):
+        random_repeats(2, 10, 3, 6, 40)
+    with pytest.raises(ValueError, match=r"vocab_size must be at least max_period = 4 for distinct tokens \(got 3\)"):
+        random_repeats(2, 10, 3, 4, 3, distinct=True)
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None \(got int\)"):
+        random_repeats(2, 10, 3, 4, 40, generator=1)  # type: ignore[arg-type]

@@ -233,3 +233,22 @@ def test_a_few_steps_of_training_learn_a_repeating_sequence():
     assert loss.item() < 0.05
     out = model.eval().generate(seq[:, :3], 12, temperature=0)
     assert torch.equal(out, seq[:, :15])
+
+
+def test_attention_only_gpt_has_no_feed_forward_and_still_caches():
+    torch.manual_seed(0)
+    model = GPT(V, d_model=16, num_heads=2, num_layers=2, dropout=0.0, max_len=32, feed_forward=False).double().eval()
+    assert model.config.feed_forward is False
+    for layer in model.blocks.layers:
+        assert isinstance(layer, EncoderLayer) and layer.feed_forward is None
+        assert isinstance(layer.norm2, nn.Identity)
+    assert not any("linear1" in name or "linear2" in name for name, _ in model.named_parameters())
+    full = GPT(V, d_model=16, num_heads=2, num_layers=2, dropout=0.0, max_len=32)
+    per_block = 2 * 16 * 64 + 64 + 16 + 2 * 16  # linear1, linear2 and norm2 of one block
+    assert sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in model.parameters()) == 2 * per_block
+    tokens = torch.randint(0, V, (2, 9))
+    cache = model.new_cache()
+    stepped = torch.cat([model(tokens[:, :5], kv_cache=cache), model(tokens[:, 5:], kv_cache=cache)], dim=1)
+    torch.testing.assert_close(stepped, model(tokens))
+    with pytest.raises(TypeError, match=r"feed_forward must be a bool \(got 0\)"):
+        GPT(V, feed_forward=0)  # type: ignore[arg-type]
