@@ -20,6 +20,7 @@ The package behind the book *attnlib and its book*. Every module matches a chapt
 * :mod:`attnlib.efficient` -- tiled attention with an online softmax (chapter 14)
 * :mod:`attnlib.distributed` -- running attnlib's training loop under torchrun (chapter 14)
 * :mod:`attnlib.linear_rnn` -- linear attention and gated linear recurrences, minGRU and minLSTM (chapter 16)
+* :mod:`attnlib.mixers` -- one model shell around four sequence mixers, trained on recall and parity (chapter 16)
 * :mod:`attnlib.llama` -- the modern decoder: RMSNorm, SwiGLU, rotary embeddings, grouped-query attention (chapter 15)
 * :mod:`attnlib.smollm` -- the pretrained SmolLM2-135M-Instruct, loaded offline from its GGUF file (chapter 15)
 * :mod:`attnlib.bpe` -- byte-level BPE: SmolLM2's tokenizer and chat template, read from the same file (chapter 15)
@@ -46,6 +47,7 @@ from . import (
     gpt,
     linear_rnn,
     llama,
+    mixers,
     positional,
     pretrained,
     rnn,
@@ -74,11 +76,26 @@ from .circuits import (
     leave_one_out,
     prefix_matching_score,
     previous_token_score,
+    random_repeats,
     record_attention,
     repeated_random_tokens,
     spearman,
 )
-from .data import TEXT_TO_TEXT_TASKS, CharTokenizer, NumberTranslation, Seq2SeqBatch, TaskExample, TextToText, Vocab, lm_batches, load_pydoc_topics, pydoc_topics
+from .data import (
+    TEXT_TO_TEXT_TASKS,
+    CharTokenizer,
+    NumberTranslation,
+    Seq2SeqBatch,
+    TaskExample,
+    TextToText,
+    TokenTask,
+    Vocab,
+    associative_recall,
+    lm_batches,
+    load_pydoc_topics,
+    modular_prefix_sum,
+    pydoc_topics,
+)
 from .decoding import BeamSearchOutput, Seq2SeqModel, beam_search, exact_match_by_count, greedy_decode, sequence_log_prob, translate
 from .distributed import DistributedBatches, DistributedContext, init_distributed, shutdown_distributed, wrap_model
 from .efficient import PeakMemory, tiled_attention
@@ -103,6 +120,7 @@ from .linear_rnn import (
     sequential_scan,
 )
 from .llama import LlamaBlock, LlamaConfig, LlamaModel, RMSNorm, SwiGLU
+from .mixers import SequenceModel, recall_sweep_results, train_recall, train_token_task
 from .positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -277,6 +295,15 @@ __all__ = [
     "parallel_scan_log",
     "MinGRU",
     "MinLSTM",
+    # one shell, four sequence mixers (chapter 16)
+    "mixers",
+    "SequenceModel",
+    "train_token_task",
+    "train_recall",
+    "recall_sweep_results",
+    "TokenTask",
+    "associative_recall",
+    "modular_prefix_sum",
     # the modern decoder and SmolLM2-135M-Instruct (chapter 15)
     "llama",
     "smollm",
@@ -296,6 +323,7 @@ __all__ = [
     "record_attention",
     "collect_attention",
     "repeated_random_tokens",
+    "random_repeats",
     "previous_token_score",
     "prefix_matching_score",
     "duplicate_token_score",

@@ -1,8 +1,9 @@
 """The claims ledger (book/claims.md) stays well-formed, every reference in it resolves, and
 the figures of a traced claim come from the run that built the book.
 
-The ledger is a summary table (claim, verdict, chapters) and one section per claim C1-C20
-(``(claim-cN)=`` target, ``## CN: ...`` heading, then ``**Verdict:**``, ``**Tested in:**``
+The ledger is a summary table (claim, verdict, chapters) and one section per claim: C1-C20
+from the four popular texts, then L1-L4 from the research literature (``(claim-cN)=`` or
+``(claim-lN)=`` target, ``## CN: ...`` or ``## LN: ...`` heading, then ``**Verdict:**``, ``**Tested in:**``
 and ``**Measured:**`` paragraphs). Each claim has exactly one section and one summary row,
 and the two give the same verdict; a verdict is one of the allowed words (optionally
 followed by a parenthesised qualifier, e.g. "contradicted (as worded)"); a claim whose
@@ -27,7 +28,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER = ROOT / "book" / "claims.md"
-CLAIM_IDS = [f"C{i}" for i in range(1, 21)]
+# C: the popular texts' claims (../shared/CLAIMS.md); L: claims from the research literature
+# that the later chapters test (issue 21: linear attention, recall, state tracking; 22: induction).
+CLAIM_IDS = [f"C{i}" for i in range(1, 21)] + [f"L{i}" for i in range(1, 5)]
 VERDICTS = ("supported", "qualified", "contradicted")
 NOT_TESTED = "not yet tested"
 COLUMNS = ["id", "claim", "tested in", "measured", "verdict", "reason"]
@@ -45,9 +48,9 @@ def split_row(line: str) -> List[str]:
     return [cell.strip() for cell in cells[1:-1]]
 
 
-SECTION = re.compile(r"^\(claim-(?P<target>c\d+)\)=\n## (?P<id>C\d+): (?P<claim>.+)$", re.MULTILINE)
+SECTION = re.compile(r"^\(claim-(?P<target>[cl]\d+)\)=\n## (?P<id>[CL]\d+): (?P<claim>.+)$", re.MULTILINE)
 FIELD = re.compile(r"^\*\*(?P<name>Verdict|Tested in|Measured):\*\* ?(?P<value>.*?)(?=\n\n|\Z)", re.MULTILINE | re.DOTALL)
-SUMMARY_ROW = re.compile(r"^\| \{ref\}`(?P<id>C\d+) <claim-(?P<target>c\d+)>`(?P<claim>[^|]*)\|(?P<verdict>[^|]*)\|(?P<chapters>[^|]*)\|$",
+SUMMARY_ROW = re.compile(r"^\| \{ref\}`(?P<id>[CL]\d+) <claim-(?P<target>[cl]\d+)>`(?P<claim>[^|]*)\|(?P<verdict>[^|]*)\|(?P<chapters>[^|]*)\|$",
                          re.MULTILINE)
 GLUE_ROLE = re.compile(r"\{glue:text\}`[^`]+`")
 CODE_SPAN = re.compile(r"`[^`]*`")
@@ -199,11 +202,13 @@ def _section(i: int, body: str) -> str:
 GOOD = (
     "| {ref}`C1 <claim-c1>` a | supported | 01 |\n"
     + "".join(f"| {{ref}}`C{i} <claim-c{i}>` a | not yet tested | |\n" for i in range(2, 21))
+    + "".join(f"| {{ref}}`L{i} <claim-l{i}>` a | not yet tested | |\n" for i in range(1, 5))
     + _section(1, "*Traced:* figures from this build.\n\n**Verdict:** supported. r\n\n"
                   "**Tested in:** {doc}`01 <../notebooks/01_sequences_and_rnns>`: x.\n\n"
                   "**Measured:** {glue:text}`../notebooks/01_sequences_and_rnns.ipynb::x:.2f` at K = 10 "
                   "(`results/seeds/x_0.5.json`).")
     + "".join(_section(i, "**Verdict:** not yet tested.") for i in range(2, 21))
+    + "".join(f"\n(claim-l{i})=\n## L{i}: a\n\n**Verdict:** not yet tested.\n" for i in range(1, 5))
 )
 
 
@@ -224,6 +229,8 @@ def test_checker_accepts_a_sound_ledger() -> None:
         ("**Verdict:** supported.", "**Verdict:** plausible.", "verdict 'plausible' is not one of"),
         ("**Verdict:** supported.", "**Verdict:** supported, mostly.", "verdict 'supported, mostly' is not one of"),
         ("## C20: a", "## C19: a", "claim-c20"),
+        ("(claim-l4)=\n## L4: a", "(claim-l3)=\n## L3: a\n\n(claim-l4)=\n## L4: a", "L3 appears 2 times"),
+        ("(claim-l4)=\n## L4: a", "(claim-l5)=\n## L5: a\n\n(claim-l4)=\n## L4: a", "unknown claim id L5"),
         (_section(20, "**Verdict:** not yet tested."), "", "summary rows without a section: ['C20']"),
         ("| supported | 01 |", "| qualified | 01 |", "C1: the summary table says 'qualified', the section 'supported'"),
         ("**Measured:** {glue", "**Measured:** 0.97 and {glue", "C1 is traced but types a figure by hand"),
