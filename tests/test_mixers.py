@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlib._package_data import resource_path
 from attnlib.data import TokenTask, associative_recall, modular_prefix_sum
 from attnlib.mixers import (
     MIXERS,
@@ -116,10 +114,9 @@ def test_train_recall_is_reproducible_and_attention_beats_chance():
     assert a == b and a > 2 / 8  # chance is 1/8
 
 
-def test_shipped_recall_sweep_is_the_committed_results_file():
-    root = Path(__file__).resolve().parents[1]
-    shipped = resource_path("recall_sweep.json")
-    assert shipped.read_bytes() == (root / "results" / "recall_sweep.json").read_bytes()
+def test_shipped_recall_sweep_is_complete():
+    # That the shipped copy is byte for byte the committed results file is a test of the
+    # repository (tests/test_scripts.py); this one also runs on the installed wheel.
     sweep = recall_sweep_results()
     cells = len(sweep["models"]) * len(sweep["widths"]) * len(sweep["pairs"])
     assert len(sweep["runs"]) == cells * len(sweep["lrs"]) * len(sweep["seeds"]) and len(sweep["best"]) == cells

@@ -63,3 +63,12 @@ def test_recall_sweep_writes_runs_and_best_learning_rates(tmp_path):
         runs = [r for r in saved["runs"] if r["model"] == best["model"]]
         means = {lr: sum(r["accuracy"] for r in runs if r["lr"] == lr) / 2 for lr in (1e-2, 3e-2)}
         assert best["mean"] == max(means.values()) and len(best["accuracies"]) == 2
+
+
+def test_shipped_recall_sweep_is_the_committed_results_file():
+    # scripts/recall_sweep.py writes results/recall_sweep.json; attnlib ships a copy so
+    # that chapter 16 can plot it wherever attnlib is installed (Colab): the two must agree.
+    from attnlib._package_data import resource_path
+
+    shipped = resource_path("recall_sweep.json")
+    assert shipped.read_bytes() == (ROOT / "results" / "recall_sweep.json").read_bytes()
