@@ -289,33 +289,34 @@ def random_repeats(
     generator: Optional[torch.Generator] = None,
     distinct: bool = False,
 ) -> Tuple[Tensor, Tensor]:
-    """Random copies of ``n`` tokens repeated to fill ``length``, ``n`` drawn per row.
+    """Random tokens that end in a copy of ``n`` tokens repeated once, ``n`` drawn per row.
 
-    Row ``b`` is ``x_1 .. x_n x_1 .. x_n x_1 ..`` (cut at ``length``) with ``n``
-    uniform in ``[min_period, max_period]``. Training on :func:`repeated_random_tokens`
-    with one fixed ``n`` lets a single layer solve the task by position alone (attend
-    ``n - 1`` places back); with ``n`` varying from row to row, only induction (find
-    the current token earlier, copy its successor) predicts the repeats. Chapter 17
-    trains its induction heads on these.
+    Row ``b`` is ``r_1 .. r_m x_1 .. x_n x_1 .. x_n``: ``m = length - 2n`` random tokens,
+    then a random copy twice, with ``n`` uniform in ``[min_period, max_period]``. Inside
+    the second copy every next token can be predicted by induction (find the current
+    token in the first copy, copy its successor), and by nothing else: the tokens are
+    random, and since ``n`` varies from row to row, no fixed offset points at the answer
+    (with one fixed ``n``, as in :func:`repeated_random_tokens`, a single layer can learn
+    to attend ``n - 1`` places back). Chapter 17 trains its induction heads on these.
 
     Args:
         batch_size: ``B``.
-        length: ``T``, the same for every row (needs ``T >= 2 * max_period``, so
-            every row holds at least two copies).
+        length: ``T``, the same for every row (needs ``T >= 2 * max_period``).
         min_period, max_period: the range of ``n`` (inclusive, ``min_period >= 2``).
         vocab_size: tokens are drawn from ``[0, vocab_size)``.
         generator: the random generator.
-        distinct: draw a copy's tokens without repetition, so each token's earlier
-            occurrence in the previous copy is unique (needs ``max_period <=
-            vocab_size``). With repetition (the default) a token may recur by chance.
+        distinct: draw a copy's tokens without repetition, so each token of the second
+            copy occurs once in the first (needs ``max_period <= vocab_size``). The random
+            tokens before the copy are drawn with repetition either way.
 
     Shapes:
         returns tokens ``(B, T)`` and mask ``(B, T - 1)``.
 
     Returns:
-        ``(tokens, mask)``: ``mask[b, t]`` is ``True`` where position ``t`` lies after
-        the first copy (``t >= n``), so that the prediction ``model(tokens[:, :-1])[mask]``
-        of ``tokens[:, 1:][mask]`` can be made by induction.
+        ``(tokens, mask)``: ``mask[b, t]`` is ``True`` where position ``t`` lies in the
+        second copy and its next token too (``T - n <= t <= T - 2``), so that the
+        prediction ``model(tokens[:, :-1])[mask]`` of ``tokens[:, 1:][mask]`` can be made
+        by induction; row ``b`` has ``n - 1`` such targets.
 
     Chapter 17.
     """
@@ -330,13 +331,17 @@ def random_repeats(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
     n = torch.randint(min_period, max_period + 1, (batch_size, 1), generator=generator)  # (B, 1)
+    tokens = torch.randint(0, vocab_size, (batch_size, length), generator=generator)  # (B, T): the random start
     if distinct:
-        copy = torch.rand(batch_size, vocab_size, generator=generator).argsort(dim=1)[:, :max_period]  # (B, <= T)
+        copy = torch.rand(batch_size, vocab_size, generator=generator).argsort(dim=1)[:, :max_period]  # (B, <= V)
     else:
         copy = torch.randint(0, vocab_size, (batch_size, max_period), generator=generator)
     pos = torch.arange(length)[None]  # (1, T)
-    tokens = copy.gather(1, pos % n)  # (B, T): period n
-    return tokens, (pos[:, :-1] >= n).expand(batch_size, length - 1)
+    start = length - 2 * n  # (B, 1): where the first copy begins
+    in_copy = pos >= start  # (B, T)
+    index = torch.where(in_copy, (pos - start) % n, 0)  # (B, T): 0..n-1, twice
+    tokens = torch.where(in_copy, copy.gather(1, index), tokens)
+    return tokens, pos[:, :-1] >= length - n
 
 
 def _check_maps(maps: Tensor, period: Optional[int] = None) -> int:

@@ -208,7 +208,7 @@ class GPT(CausalLM):
     :class:`~attnlib.transformer.TransformerConfig` with ``norm_first=True``,
     ``activation="gelu"``, no padding token and ``num_encoder_layers=num_layers``
     (the config's decoder fields are unused), stored as ``self.config``. With
-    ``feed_forward=False`` the blocks are attention only (chapter 17).
+    ``feed_forward=False`` the blocks are attention only.
 
     Args:
         vocab_size: number of tokens ``V``.
@@ -219,8 +219,10 @@ class GPT(CausalLM):
         dropout: dropout on embeddings, attention weights and sublayer outputs.
         max_len: the longest sequence (prompt plus generated tokens) it can read.
         feed_forward: ``False`` leaves the feed-forward sublayers out, so every block is
-            attention only (the attention-only transformers of Elhage et al., 2021, used
-            by chapter 17 to train induction heads); ``dim_feedforward`` is then unused.
+            attention only (the attention-only transformers of Elhage et al., 2021;
+            chapter 17 trains its induction heads in the rotary-position decoder of
+            :class:`~attnlib.llama.LlamaConfig` with ``feed_forward=False``);
+            ``dim_feedforward`` is then unused.
 
     Generation (:meth:`~CausalLM.generate`) and key-value caches come from :class:`CausalLM`.
 

@@ -145,6 +145,9 @@ class LlamaConfig:
         max_len: the longest sequence, prompt plus generated tokens; it sizes the
             KV caches (``max_position_embeddings``).
         tie_embeddings: the output head is the token embedding (``tie_word_embeddings``).
+        feed_forward: ``False`` removes every block's SwiGLU (with its RMSNorm and
+            residual branch): an attention-only model, as chapter 17 trains (not a
+            Hugging Face setting).
     """
 
     vocab_size: int
@@ -158,6 +161,7 @@ class LlamaConfig:
     rms_eps: float = 1e-5
     max_len: int = 2048
     tie_embeddings: bool = True
+    feed_forward: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "dim_feedforward", "max_len"):
@@ -178,6 +182,7 @@ class LlamaConfig:
             raise ValueError(f"LlamaConfig.rope_layout must be one of {ROPE_LAYOUTS} (got {self.rope_layout!r})")
         positive_number("LlamaConfig.rms_eps", self.rms_eps)
         boolean("LlamaConfig.tie_embeddings", self.tie_embeddings)
+        boolean("LlamaConfig.feed_forward", self.feed_forward)
 
     @property
     def head_dim(self) -> int:
@@ -187,6 +192,9 @@ class LlamaConfig:
 
 class LlamaBlock(nn.Module):
     """One pre-norm decoder block: ``x + attention(RMSNorm(x))``, ``x + SwiGLU(RMSNorm(x))``.
+
+    With ``config.feed_forward=False`` the second step is left out (``feed_forward`` and
+    ``norm2`` are ``None``): an attention-only block.
 
     The attention is a :class:`~attnlib.attention.MultiHeadAttention` without biases and
     with ``config.num_kv_heads`` key/value heads (``self.self_attn``). Between its
@@ -210,8 +218,11 @@ class LlamaBlock(nn.Module):
             config.d_model, config.num_heads, bias=False, num_kv_heads=config.num_kv_heads
         )
         self.rotary = RotaryEmbedding(config.head_dim, base=config.rope_base, layout=config.rope_layout)
-        self.norm2 = RMSNorm(config.d_model, eps=config.rms_eps)
-        self.feed_forward = SwiGLU(config.d_model, config.dim_feedforward)
+        self.norm2: Optional[RMSNorm] = None
+        self.feed_forward: Optional[SwiGLU] = None
+        if config.feed_forward:
+            self.norm2 = RMSNorm(config.d_model, eps=config.rms_eps)
+            self.feed_forward = SwiGLU(config.d_model, config.dim_feedforward)
 
     def forward(self, x: Tensor, positions: Tensor, kv_cache: Optional[KVCache] = None) -> Tensor:
         """Run the block causally on ``x``, whose steps sit at ``positions``.
@@ -231,6 +242,8 @@ class LlamaBlock(nn.Module):
         v = attn._split_heads(attn.v_proj(h), attn.num_kv_heads)  # (B, Hkv, T, Dh), not rotated
         out, _ = attn.attend(q, k, v, is_causal=True, kv_cache=kv_cache)  # (B, T, D)
         x = x + out
+        if self.feed_forward is None or self.norm2 is None:
+            return x
         return x + self.feed_forward(self.norm2(x))
 
 

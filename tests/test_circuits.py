@@ -465,15 +465,17 @@ def test_random_repeats():
     assert tokens.shape == (200, 20) and mask.shape == (200, 19) and mask.dtype == torch.bool
     periods = set()
     for row, m in zip(tokens, mask):
-        n = 19 - int(m.sum())  # positions 0..n-1 (the first copy) are not induction targets
+        n = int(m.sum()) + 1  # the second copy's n - 1 positions whose next token is in it
         periods.add(n)
-        assert torch.equal(row[n:], row[:-n])  # period n
-        assert len(set(row[:n].tolist())) == n  # a copy has distinct tokens
-        assert not m[:n].any() and m[n:].all()
+        assert torch.equal(row[20 - n:], row[20 - 2 * n:20 - n])  # the copy, twice, at the end
+        assert len(set(row[20 - n:].tolist())) == n  # a copy has distinct tokens
+        assert not m[:20 - n].any() and m[20 - n:].all()
     assert periods == set(range(3, 9))
+    starts = tokens[:, :4]  # random tokens before every copy (n <= 8): not all alike
+    assert len(set(starts.flatten().tolist())) > 20
     again, _ = random_repeats(200, 20, 3, 8, 40, generator=torch.Generator().manual_seed(0), distinct=True)
     assert torch.equal(tokens, again)
-    fixed, fixed_mask = random_repeats(4, 10, 5, 5, 5, distinct=True)  # two copies, vocabulary just large enough
+    fixed, fixed_mask = random_repeats(4, 10, 5, 5, 5, distinct=True)  # two copies fill the row
     assert torch.equal(fixed[:, :5], fixed[:, 5:]) and fixed_mask.sum() == 4 * 4
     plain, _ = random_repeats(50, 12, 2, 6, 3)  # with repetition: a small vocabulary is fine
     assert plain.max() < 3

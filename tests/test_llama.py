@@ -277,3 +277,34 @@ def test_forward_and_generate_errors():
         ours.generate(tokens(), 2, eos_id=50)
     with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None \(got int\)"):
         ours.generate(tokens(), 2, generator=0)  # type: ignore[arg-type]
+
+
+def test_attention_only_model_matches_hugging_face_with_its_mlps_zeroed():
+    """feed_forward=False (chapter 17): Hugging Face's Llama whose MLP outputs are zero, in float64."""
+    ours_full, hf = make_pair()
+    with torch.no_grad():
+        for layer in hf.model.layers:
+            layer.mlp.down_proj.weight.zero_()  # the MLP branch adds exactly zero
+    config = LlamaConfig(**{**ours_full.config.__dict__, "feed_forward": False})
+    ours = LlamaModel(config).to(f64).eval()
+    kept = {k: v for k, v in ours_full.state_dict().items() if ".feed_forward." not in k and ".norm2." not in k}
+    ours.load_state_dict(kept, strict=True)
+    x = tokens()
+    with torch.no_grad():
+        diff = (ours(x) - hf(x).logits).abs().max().item()
+    assert diff < 1e-10, diff
+
+
+def test_attention_only_block_has_no_feed_forward_parameters():
+    full = LlamaBlock(LlamaConfig(vocab_size=V, d_model=D, num_heads=H, dim_feedforward=FF))
+    bare = LlamaBlock(LlamaConfig(vocab_size=V, d_model=D, num_heads=H, dim_feedforward=FF, feed_forward=False))
+    assert bare.feed_forward is None and bare.norm2 is None
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(full) - n(bare) == 3 * D * FF + D  # SwiGLU's three matrices and the second RMSNorm
+    x = torch.randn(2, 5, D)
+    assert bare(x, torch.arange(5)).shape == (2, 5, D)
+
+
+def test_feed_forward_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"LlamaConfig.feed_forward must be a bool \(got 0\)"):
+        LlamaConfig(vocab_size=V, feed_forward=0)
