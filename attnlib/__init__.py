@@ -155,7 +155,7 @@ from .transformer import (
     Transformer,
     TransformerConfig,
 )
-from .utils import get_device, glue, measure_time, progress, seed_everything, show_source
+from .utils import get_device, glue, measure_time, measure_times, progress, seed_everything, show_source
 from .vit import PatchEmbedding, ViT, ViTConfig, patchify
 from .viz import plot_attention, plot_attention_heads
 from .wordpiece import WordPieceTokenizer
@@ -230,6 +230,7 @@ __all__ = [
     "get_device",
     "seed_everything",
     "measure_time",
+    "measure_times",
     "progress",
     "glue",
     "show_source",

@@ -10,14 +10,14 @@ import statistics
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
 
 from ._checks import non_negative_int, positive_int
 
-__all__ = ["get_device", "seed_everything", "measure_time", "show_source", "Source", "bars_hidden", "progress", "glue"]
+__all__ = ["get_device", "seed_everything", "measure_time", "measure_times", "show_source", "Source", "bars_hidden", "progress", "glue"]
 
 T_ = TypeVar("T_")
 
@@ -96,14 +96,62 @@ def measure_time(
     non_negative_int("warmup", warmup)
     for _ in range(warmup):
         fn()
-    times = []
+    return statistics.median(_timed_call(fn, device) for _ in range(repeats))
+
+
+def _timed_call(fn: Callable[[], Any], device: Optional[torch.device]) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def measure_times(
+    fns: Mapping[K, Callable[[], Any]],
+    repeats: int = 5,
+    warmup: int = 1,
+    device: Optional[torch.device] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Dict[K, List[float]]:
+    """Wall-clock seconds of several functions, timed in rounds, for comparing them.
+
+    Each round calls every function once, in a new random order. Whatever else the
+    machine does during a round (another process, a busy spell) then slows all of them
+    alike, and no function always runs right after the same neighbour (which may have
+    filled the memory caches with its own data). Compare the medians, or the ratio of
+    two functions' times round by round.
+
+    Args:
+        fns: the code to time, by name; each is called with no arguments.
+        repeats: timed rounds (at least 1).
+        warmup: untimed rounds first, in the mapping's order.
+        device: the device the functions run on, to synchronise (as :func:`measure_time`).
+        generator: draws the order of each round; ``None`` uses a generator seeded 0,
+            so that timing never moves the global random state.
+
+    Returns:
+        ``{name: [seconds of round 1, ..., seconds of round repeats]}``.
+    """
+    if not isinstance(fns, Mapping) or not fns or not all(callable(fn) for fn in fns.values()):
+        raise TypeError(f"fns must be a non-empty mapping of names to functions (got {fns!r})")
+    positive_int("repeats", repeats)
+    non_negative_int("warmup", warmup)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (got {type(generator).__name__})")
+    order = generator if generator is not None else torch.Generator().manual_seed(0)
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: Dict[K, List[float]] = {name: [] for name in names}
     for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for i in torch.randperm(len(names), generator=order).tolist():
+            times[names[i]].append(_timed_call(fns[names[i]], device))
+    return times
 
 
 class Source:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import matplotlib
 
@@ -14,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import attnlib  # noqa: E402
-from attnlib.utils import get_device, measure_time, seed_everything, show_source  # noqa: E402
+from attnlib.utils import get_device, measure_time, measure_times, seed_everything, show_source  # noqa: E402
 from attnlib.viz import plot_attention, plot_attention_heads  # noqa: E402
 
 
@@ -49,6 +50,34 @@ def test_measure_time_returns_the_median_and_validates():
     assert len(calls) == 5 and t >= 0
     with pytest.raises(ValueError, match=r"repeats must be a positive int \(got 0\)"):
         measure_time(lambda: None, repeats=0)
+
+
+def test_measure_times_runs_rounds_in_shuffled_order_and_validates():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    state = torch.random.get_rng_state()
+    times = measure_times(fns, repeats=6, warmup=1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global random state is left alone
+    assert list(times) == list("abcd") and all(len(t) == 6 and min(t) >= 0 for t in times.values())
+    assert calls[:4] == list("abcd")  # the warm-up round, in order
+    rounds = [calls[4 + 4 * r: 8 + 4 * r] for r in range(6)]
+    assert all(sorted(r) == list("abcd") for r in rounds)  # every function once per round
+    assert len({tuple(r) for r in rounds}) > 1  # in changing order
+    again = []
+    measure_times({name: (lambda name=name: again.append(name)) for name in "abcd"}, repeats=6, warmup=1)
+    assert again == calls  # reproducible: the order comes from a generator seeded 0
+    slow = measure_times({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}, repeats=3)
+    assert all(s > f for s, f in zip(slow["slow"], slow["fast"]))
+    with pytest.raises(TypeError, match=r"fns must be a non-empty mapping of names to functions \(got \{\}\)"):
+        measure_times({})
+    with pytest.raises(TypeError, match=r"fns must be a non-empty mapping of names to functions"):
+        measure_times([lambda: None])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"repeats must be a positive int \(got 0\)"):
+        measure_times(fns, repeats=0)
+    with pytest.raises(ValueError, match=r"warmup must be a non-negative int \(got -1\)"):
+        measure_times(fns, warmup=-1)
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None \(got int\)"):
+        measure_times(fns, generator=0)  # type: ignore[arg-type]
 
 
 def test_show_source_is_the_real_source():
